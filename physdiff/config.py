@@ -1,0 +1,190 @@
+"""One configuration scheme for every stage: typed dataclasses, named presets, dotted overrides.
+
+A run's configuration is a tree of dataclasses (``Config`` below, one section per concern).
+Defaults are the paper's numbers (preset ``paper``). A section may declare how other presets
+change it with a class attribute ``PRESETS = {"tiny": {"field": value, ...}}``, so the values for
+a preset live beside the code they size, not in one central table. Command-line overrides are
+``section.field=value`` tokens, parsed with the field's type::
+
+    cfg = resolve_config("tiny", ["audio.sample_rate=22050", "world.videos=4"])
+    cfg.write_json(run_dir / "config.json")
+
+A run's identity is ``config_hash(cfg)``: a hash of the resolved config without the fields that
+carry ``metadata={"semantic": False}`` (paths, worker counts, logging), so a requeued job, or the
+same job launched from another folder, lands in the same run folder and MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from physdiff.configlib import (  # noqa: F401  (re-exported)
+    PRESETS,
+    ConfigError,
+    apply_overrides,
+    config_hash,
+    from_dict,
+    nonsemantic,
+    preset_config,
+    to_dict,
+)
+from physdiff.configlib import resolve_config as _resolve
+from physdiff.data.config import LoaderConfig, ShardsConfig
+from physdiff.models.config import DiffusionConfig, VideoConfig
+from physdiff.training.config import PriorConfig, TrackingConfig, TrainConfig
+from physdiff.world.config import WorldConfig
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "PRESETS",
+    "resolve_config",
+    "apply_overrides",
+    "config_hash",
+    "to_dict",
+    "from_dict",
+    "nonsemantic",
+]
+
+
+# ----------------------------------------------------------------------------- sections
+# Each section is small and documents its fields; later stages add their own section modules and
+# register them in ``Config``. Defaults = the paper; PRESETS hold the deltas for other presets.
+
+
+@dataclass
+class AudioConfig:
+    """The clip and its spectrogram (paper Sec. 3.1 / official code)."""
+
+    sample_rate: int = 44100
+    clip_seconds: float = 0.25
+    n_fft: int = 2048
+    hop_length: int = 256
+    floor_db: float = -80.0  # amplitude_to_db(ref=max) floors 80 dB below the peak
+    # log(|STFT| + eps) is mapped to [-1, 1] with the official code's fixed constants.
+    spec_log_eps: float = 1e-8
+    spec_min: float = -18.420681
+    spec_max: float = 5.9540715
+    griffin_lim_iters: int = 32
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # A far cheaper spectrogram for CPU diffusion: 16 kHz, 512-point FFT, hop 128 -> 257 x 32.
+        "tiny": {"sample_rate": 16000, "n_fft": 512, "hop_length": 128},
+    }
+
+    @property
+    def num_samples(self) -> int:
+        return int(round(self.sample_rate * self.clip_seconds))
+
+    @property
+    def num_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def num_frames(self) -> int:
+        # centred frames, as librosa / torch.stft(center=True)
+        return self.num_samples // self.hop_length + 1
+
+
+@dataclass
+class PhysicsConfig:
+    """Modal estimation (Sec. 3.1) and the residual noise (eqs. 5-6)."""
+
+    estimator: str = "paper"  # "paper" (the paper's per-bin rule) or a high-resolution one, see physdiff.physics
+    decay_convention: str = "fit"  # "fit": eq. 4 reproduces the fall to the floor; "t60": official 60 / time-to-floor
+    residual_bands: int = 100
+    residual_fmin: float = 20.0
+    residual_spacing: str = "mel"  # "mel" or "log"
+    residual_seed: int = 0
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+
+@dataclass
+class PathsConfig:
+    """Where generated data, shards, runs and the MLflow store live (one git-ignored folder)."""
+
+    data_root: str = nonsemantic("")  # "" -> $PHYSDIFF_DATA or ./data
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def root(self) -> Path:
+        from physdiff.paths import data_root
+
+        return data_root(self.data_root or None)
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of a run. Sections are added as stages are built."""
+
+    preset: str = nonsemantic("paper")  # the values below are fully resolved; the name adds nothing
+    seed: int = 0
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write the resolved config (atomically) as JSON; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json() + "\n")
+        tmp.replace(path)
+        return path
+
+    def hash(self, length: int = 10) -> str:
+        return config_hash(self, length)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "Config":
+        return from_dict(cls, json.loads(Path(path).read_text()))
+
+
+
+
+
+def resolve_config(
+    preset: str = "paper", overrides: typing.Iterable[str] | dict[str, Any] = (), cls: type = Config
+) -> Any:
+    """Preset + overrides -> a validated Config."""
+    return _resolve(preset, overrides, cls)
+
+
+# ----------------------------------------------------------------------------- CLI glue
+
+
+def add_config_args(parser: Any) -> None:
+    """Add ``--preset``, ``--print-config`` and trailing ``key=value`` overrides to an argparse parser."""
+    parser.add_argument("--preset", default="paper", help=f"named preset: {', '.join(PRESETS)} (default: paper)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. audio.n_fft=1024")
+
+
+def config_from_args(args: Any, extra: dict[str, Any] | None = None) -> Config:
+    """Resolve the config from parsed ``add_config_args`` arguments (+ flag-derived overrides)."""
+    cfg = resolve_config(args.preset, list(args.overrides))
+    if extra:
+        apply_overrides(cfg, {k: v for k, v in extra.items() if v is not None})
+    if getattr(args, "print_config", False):
+        print(cfg.to_json())
+        raise SystemExit(0)
+    return cfg

@@ -1,0 +1,36 @@
+"""Config sections ``shards`` (the writer) and ``loader`` (the reader)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from physdiff.configlib import nonsemantic
+
+
+@dataclass
+class ShardsConfig:
+    subset: str = "paper"  # "paper": hit + static, 10 materials; "all": every event with a known material
+    num_frames: int = 22  # onset +- 11 frames
+    frame_size: int = 224
+    jpeg_quality: int = 90
+    samples_per_shard: int = 64
+    workers: int = nonsemantic(1)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"frame_size": 64, "samples_per_shard": 16},
+        "debug": {"frame_size": 32, "samples_per_shard": 8},
+    }
+
+
+@dataclass
+class LoaderConfig:
+    batch_size: int = 16
+    shuffle_buffer: int = 256
+    num_workers: int = nonsemantic(2)
+    skip_corrupt: bool = False  # a corrupt shard is an error naming it (default) or a counted skip
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"shuffle_buffer": 64},
+        "debug": {"batch_size": 4, "shuffle_buffer": 16, "num_workers": 0},
+    }
