@@ -1,0 +1,213 @@
+"""Generate a synthetic "greatest hits": videos, recordings, annotations and ground truth on disk.
+
+Layout (the real dataset's, so one reader serves both)::
+
+    DIR/<id>_denoised.mp4   H.264 yuv420p, 30000/1001 fps, square frames, AAC mono audio track
+    DIR/<id>_denoised.wav   the recording, 96 kHz mono (soundfile; FLOAT by default)
+    DIR/<id>_times.txt      "time material action reaction" per event, no header
+    DIR/<id>_physics.json   ground truth per event (object, true modes, velocity, room, noise)
+    DIR/train.txt, test.txt video ids, split by video
+    DIR/summary.json        counts (this function's return value)
+
+Every video draws from its own generators seeded by (seed, video index, stream), so the bytes of the
+wav, annotations and ground truth do not depend on ``workers``, and a video's sound does not depend
+on the frame size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import multiprocessing as mp
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from physdiff.errors import PhysdiffError
+from physdiff.world.config import WorldConfig
+from physdiff.world.media import write_mp4, write_wav
+from physdiff.world.recording import render_audio
+from physdiff.world.render import Renderer
+from physdiff.world.scene import VideoPlan, plan_video
+
+OUTPUT_PATTERNS = ("*_denoised.mp4", "*_denoised.wav", "*_times.txt", "*_physics.json",
+                   "train.txt", "test.txt", "summary.json", "config.json")
+
+
+def video_ids(n: int, seed: int) -> list[str]:
+    """Increasing timestamp ids like the real ones (``2015-02-16-16-49-06``): split names on '_' only."""
+    rng = np.random.default_rng([seed, 7919])
+    t = dt.datetime(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 600)), seconds=int(rng.integers(0, 86400)))
+    ids = []
+    for _ in range(n):
+        t += dt.timedelta(seconds=int(rng.integers(60, 1800)))
+        ids.append(t.strftime("%Y-%m-%d-%H-%M-%S"))
+    return ids
+
+
+def split_ids(ids: list[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, test), split by video; at least one test video when there are two or more."""
+    n_test = int(round(test_fraction * len(ids)))
+    if test_fraction > 0 and len(ids) >= 2:
+        n_test = min(max(n_test, 1), len(ids) - 1)
+    order = np.random.default_rng([seed, 104729]).permutation(len(ids))
+    test = sorted(ids[i] for i in order[:n_test])
+    train = sorted(ids[i] for i in order[n_test:])
+    return train, test
+
+
+def _r(x: np.ndarray, nd: int) -> list[float]:
+    return [round(float(v), nd) for v in x]
+
+
+def _ground_truth(vid: str, plan: VideoPlan, world: WorldConfig, modes: list, gain_db: float, frames: int) -> dict:
+    rec = plan.recording.summary()
+    rec["noise_db"] = round(plan.recording.noise_db + gain_db, 2)
+    rec["hum_db"] = round(plan.recording.hum_db + gain_db, 2)
+    objects = []
+    for so in plan.objects:
+        d = so.obj.summary()
+        d.update({"picture": {"extent": round(so.frac, 4), "aspect": round(so.aspect, 3), "shape": so.shape,
+                              "centre": [round(c, 4) for c in so.centre]}})
+        objects.append(d)
+    events = []
+    for e, m in zip(plan.events, modes):
+        so = plan.objects[e.obj]
+        from physdiff.world.sound import contact_duration_ms
+
+        events.append({
+            "time": round(e.time, 6), "label": e.label, "material": so.obj.material, "action": e.action,
+            "reaction": e.reaction, "object": e.obj, "velocity_mps": round(e.velocity, 4),
+            "contact_time_s": round(e.time, 6), "contact_ms": round(contact_duration_ms(so.obj, e.velocity), 4),
+            "contact_xy": [round(c, 4) for c in e.contact], "drag_s": round(e.drag, 4),
+            "room": plan.recording.room.name, "noise_db": rec["noise_db"],
+            "modes": {"freq_hz": _r(m.freq, 3), "power_db": _r(m.power, 3), "decay_db_s": _r(m.decay, 3)},
+        })
+    return {"id": vid, "sample_rate": world.sample_rate, "fps": [world.fps_num, world.fps_den], "size": world.size,
+            "frames": frames, "duration_s": round(plan.duration, 6), "clean": world.clean,
+            "gain_db": round(gain_db, 4), "sensor_noise": round(plan.sensor_noise, 3), "recording": rec,
+            "objects": objects, "events": events}
+
+
+def make_video(out_dir: Path, world: WorldConfig, seed: int, index: int, vid: str) -> dict[str, Any]:
+    """Plan, render, synthesise and write one video; returns its counts."""
+    plan = plan_video(world, np.random.default_rng([seed, index, 0]))
+    audio, modes, gain_db = render_audio(plan, world, np.random.default_rng([seed, index, 1]))
+    renderer = Renderer(plan, world.size, world.fps, np.random.default_rng([seed, index, 2]))
+    base = out_dir / vid
+    write_wav(base.with_name(vid + "_denoised.wav"), audio, world.sample_rate, world.wav_subtype)
+    frames = write_mp4(base.with_name(vid + "_denoised.mp4"), renderer.frames(), world.size,
+                       Fraction(world.fps_num, world.fps_den), audio, world.sample_rate, world.audio_track_rate,
+                       world.crf, world.x264_preset)
+    lines = [f"{e.time:.6f} {e.label} {e.action} {e.reaction}" for e in plan.events]
+    base.with_name(vid + "_times.txt").write_text("\n".join(lines) + "\n")
+    truth = _ground_truth(vid, plan, world, modes, gain_db, frames)
+    base.with_name(vid + "_physics.json").write_text(json.dumps(truth, indent=1) + "\n")
+    nbytes = sum(base.with_name(vid + s).stat().st_size
+                 for s in ("_denoised.wav", "_denoised.mp4", "_times.txt", "_physics.json"))
+    return {"id": vid, "events": [(e.label, e.action, e.reaction) for e in plan.events],
+            "seconds": plan.duration, "frames": frames, "bytes": nbytes}
+
+
+def _make_video_star(args: tuple) -> dict[str, Any]:
+    out_dir, world_dict, seed, index, vid = args
+    return make_video(Path(out_dir), WorldConfig(**world_dict), seed, index, vid)
+
+
+def _prepare(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PhysdiffError(f"{out_dir} exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise PhysdiffError(f"{out_dir} is not empty; pass overwrite=True (--overwrite) to replace its world")
+        for pattern in OUTPUT_PATTERNS:  # only what a world writes: never delete foreign files
+            for p in out_dir.glob(pattern):
+                p.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def generate_world(out_dir: str | Path, world: WorldConfig, seed: int, *, overwrite: bool = False,
+                   progress: bool = True) -> dict:
+    """Write ``world.videos`` videos into ``out_dir`` (see the module docstring); returns the summary.
+
+    Raises PhysdiffError if out_dir is non-empty and ``overwrite`` is False. The summary holds videos,
+    events, per-material/action/reaction counts, train/test ids, content seconds, bytes, wall seconds.
+    """
+    world.validate()
+    out_dir = Path(out_dir)
+    _prepare(out_dir, overwrite)
+    t0 = time.perf_counter()
+    ids = video_ids(world.videos, seed)
+    jobs = [(str(out_dir), dataclasses.asdict(world), seed, i, vid) for i, vid in enumerate(ids)]
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(jobs), desc="synth", unit="video", disable=not progress)
+    if world.workers > 1 and len(jobs) > 1:
+        # fork where it exists: workers only use numpy/scipy/PyAV, and it works from any __main__
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=min(world.workers, len(jobs)), mp_context=ctx) as pool:
+            futures = [pool.submit(_make_video_star, j) for j in jobs]
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                bar.update(1)
+    else:
+        for j in jobs:
+            results.append(_make_video_star(j))
+            bar.update(1)
+    bar.close()
+    results.sort(key=lambda r: r["id"])
+    train, test = split_ids(ids, world.test_fraction, seed)
+    (out_dir / "train.txt").write_text("".join(i + "\n" for i in train))
+    (out_dir / "test.txt").write_text("".join(i + "\n" for i in test))
+    events = [ev for r in results for ev in r["events"]]
+    summary = {
+        "out_dir": str(out_dir), "seed": seed, "videos": len(results), "events": len(events),
+        "materials": dict(sorted(Counter(ev[0] for ev in events).items())),
+        "actions": dict(sorted(Counter(ev[1] for ev in events).items())),
+        "reactions": dict(sorted(Counter(ev[2] for ev in events).items())),
+        "train": train, "test": test,
+        "frames": sum(r["frames"] for r in results),
+        "seconds": round(sum(r["seconds"] for r in results), 3),
+        "bytes": sum(r["bytes"] for r in results),
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def world_hash(cfg: Any) -> str:
+    """Identity of a world: the ``world`` section (semantic fields) and the seed of a root Config."""
+    from physdiff.config import config_hash
+
+    return config_hash(cfg, sections=["world", "seed"])
+
+
+def default_world_dir(cfg: Any) -> Path:
+    """<data root>/world/<preset>-s<seed>-<world hash>: where the main job caches its world."""
+    return cfg.paths.root() / "world" / f"{cfg.preset}-s{cfg.seed}-{world_hash(cfg)}"
+
+
+def ensure_world(cfg: Any, out_dir: str | Path | None = None, *, overwrite: bool = False,
+                 progress: bool = True) -> tuple[Path, dict | None]:
+    """Generate the world of a root Config unless ``out_dir`` already holds exactly it (cached).
+
+    Returns (folder, summary or None when cached). Writes the resolved config (plus ``world_hash``)
+    as ``config.json``; a non-empty folder holding anything else is refused unless ``overwrite``.
+    """
+    out = Path(out_dir) if out_dir is not None else default_world_dir(cfg)
+    ident = world_hash(cfg)
+    previous = out / "config.json"
+    if not overwrite and previous.is_file() and (out / "summary.json").is_file():
+        if json.loads(previous.read_text()).get("world_hash") == ident:
+            return out, None
+    summary = generate_world(out, cfg.world, cfg.seed, overwrite=overwrite, progress=progress)
+    resolved = cfg.to_dict()
+    resolved["world_hash"] = ident  # what the cache check compares: the world section + seed
+    (out / "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+    return out, summary
