@@ -15,6 +15,11 @@ class ShardsConfig:
     frame_size: int = 224
     jpeg_quality: int = 90
     samples_per_shard: int = 64
+    # Videos are grouped into tasks (one process / one SLURM array task each) of about
+    # samples_per_shard * shards_per_task selected events; each video is decoded by one task only.
+    shards_per_task: int = 4
+    test_fraction: float = 0.2  # deterministic split by video-id hash, used only without train.txt/test.txt
+    physics_batch: int = nonsemantic(64)  # clips per estimate_modes call
     workers: int = nonsemantic(1)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
