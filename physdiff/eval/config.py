@@ -1,0 +1,50 @@
+"""Config section ``eval``: the metric classifier, FID/KID settings, the variants and sampler sweeps
+of Tables 1 and 3, and the retrieval query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from physdiff.configlib import nonsemantic
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation (paper Sec. 4: Table 1 metrics, Table 3 retrieval baseline and sampler steps)."""
+
+    # --- spectrogram material classifier (features -> FID/KID, softmax -> KL, argmax -> accuracy)
+    classifier_backbone: str = "resnet50"  # "resnet50" | "resnet18" (torchvision, 1-channel stem) | "tiny"
+    classifier_width: int = 16  # base width of the "tiny" CNN (features = 8 x width)
+    classifier_dropout: float = 0.0
+    classifier_epochs: int = 30
+    classifier_batch_size: int = 32
+    classifier_lr: float = 1e-3
+    classifier_weight_decay: float = 1e-4
+    classifier_pretrained: str = ""  # local state dict of a trained classifier to reuse; "" = train one
+    # --- FID / KID on classifier features
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000  # capped at the number of test clips ("sized for the test set")
+    kid_degree: int = 3  # polynomial kernel (x.y / D + 1)^3, Binkowski et al.
+    metric_seed: int = 0  # KID subset draws
+    # --- what Tables 1 and 3 compare
+    variants: tuple[str, ...] = ("nn_retrieval", "video", "video_label", "video_spec", "ours")
+    ddim_steps: tuple[int, ...] = (10, 25, 50, 200)  # Table 3, against ancestral DDPM with all T steps
+    # --- inference-time retrieval (nu_test -> nearest training nu -> its mu)
+    retrieval_k: int = 1
+    retrieval_chunk_size: int = nonsemantic(32768)
+    retrieval_query_batch: int = nonsemantic(1024)
+    batch_size: int = nonsemantic(64)  # classifier / sampler batch at evaluation
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"classifier_backbone": "tiny", "classifier_epochs": 15, "kid_subsets": 50, "ddim_steps": (10, 25, 50)},
+        "debug": {"classifier_width": 8, "classifier_epochs": 2, "kid_subsets": 10, "ddim_steps": (10,)},
+    }
+
+    def __post_init__(self) -> None:
+        if self.classifier_backbone not in ("resnet50", "resnet18", "tiny"):
+            raise ValueError(f"eval.classifier_backbone must be resnet50, resnet18 or tiny, got {self.classifier_backbone!r}")
+        if self.kid_subsets < 1 or self.kid_subset_size < 2:
+            raise ValueError("eval.kid_subsets must be >= 1 and eval.kid_subset_size >= 2")
+        if any(s < 1 for s in self.ddim_steps):
+            raise ValueError(f"eval.ddim_steps must be positive, got {self.ddim_steps}")
