@@ -34,6 +34,7 @@ from physdiff.configlib import (  # noqa: F401  (re-exported)
 )
 from physdiff.configlib import resolve_config as _resolve
 from physdiff.data.config import LoaderConfig, ShardsConfig
+from physdiff.eval.config import EvalConfig
 from physdiff.models.config import DiffusionConfig, VideoConfig
 from physdiff.training.config import PriorConfig, TrackingConfig, TrainConfig
 from physdiff.world.config import WorldConfig
@@ -94,7 +95,7 @@ class AudioConfig:
 class PhysicsConfig:
     """Modal estimation (Sec. 3.1) and the residual noise (eqs. 5-6)."""
 
-    estimator: str = "paper"  # "paper" (the paper's per-bin rule) or a high-resolution one, see physdiff.physics
+    estimator: str = "paper"  # "paper" (the paper's per-bin rule) or "highres" (physdiff.physics.list_estimators())
     decay_convention: str = "fit"  # "fit": eq. 4 reproduces the fall to the floor; "t60": official 60 / time-to-floor
     residual_bands: int = 100
     residual_fmin: float = 20.0
@@ -135,6 +136,7 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
