@@ -1,0 +1,83 @@
+"""The physics-driven denoiser: conditioner (mu, nu, ablations) + U-Net, with its loss and sampling entry.
+
+Single-device code (torchtitan style): the training stage wraps it for DDP. Typical use:
+
+    model = PhysicsDiffusion.from_config(cfg, nu_dim=video_feature_dim(cfg.video))
+    loss = model(x0, inputs, generator=g)                            # eq. 8, condition dropped w.p. cond_dropout
+    x0_hat = model.sample(inputs, generator=g)                       # cfg.diffusion.sampler / steps / guidance
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from physdiff.diffusion.losses import noise_prediction_loss
+from physdiff.diffusion.samplers import SAMPLERS
+from physdiff.diffusion.schedule import Schedule, schedule_from_config
+from physdiff.models.conditioning import Conditioner
+from physdiff.models.unet import UNet, unet_from_config
+
+
+class PhysicsDiffusion(nn.Module):
+    """eps_theta(x_t, t, c(inputs)) for (B, 1, F, N) spectrograms; holds the schedule as float64 buffers."""
+
+    def __init__(self, conditioner: Conditioner, unet: UNet, schedule: Schedule, *, cond_dropout: float = 0.1,
+                 loss_kind: str = "l1", spec_shape: tuple[int, int] = (1025, 44)) -> None:
+        super().__init__()
+        self.conditioner, self.unet = conditioner, unet
+        self.cond_dropout, self.loss_kind = cond_dropout, loss_kind
+        self.spec_shape = tuple(spec_shape)
+        self.schedule = schedule
+        self.sampling: dict = {}
+
+    @classmethod
+    def from_config(cls, cfg: object, nu_dim: int) -> "PhysicsDiffusion":
+        d = cfg.diffusion  # type: ignore[attr-defined]
+        cond = Conditioner.from_config(cfg, nu_dim)
+        model = cls(cond, unet_from_config(d, cond.cond_dim), schedule_from_config(d), cond_dropout=d.cond_dropout,
+                    loss_kind=d.loss, spec_shape=(cfg.audio.num_bins, cfg.audio.num_frames))  # type: ignore[attr-defined]
+        model.sampling = {"sampler": d.sampler, "steps": d.sample_steps or None, "eta": d.eta,
+                          "guidance_scale": d.guidance_scale, "clip_x0": d.clip_x0}
+        if d.channels_last:
+            model.unet.to(memory_format=torch.channels_last)
+        return model
+
+    def _apply(self, fn, recurse: bool = True):  # keep the float64 schedule on the module's device
+        out = super()._apply(fn, recurse)
+        w = next(self.unet.parameters())
+        self.schedule = self.schedule.to(w.device)
+        return out
+
+    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The model_fn of the samplers and the loss: (B, 1, F, N), (B,), (B, C) -> (B, 1, F, N)."""
+        if next(self.unet.parameters()).is_contiguous(memory_format=torch.channels_last):
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
+        return self.unet(x_t, t, cond)
+
+    def forward(self, x0: Tensor, inputs: Mapping[str, Tensor], *, generator: torch.Generator | None = None,
+                drop_prob: float | None = None, reduction: str = "mean") -> Tensor:
+        """The training loss, eq. 8, with conditioning dropout: forward is the loss so a DDP wrapper's
+        forward (and its gradient hooks) is what the training loop calls. ``drop_prob`` defaults to
+        cond_dropout in train mode and 0 in eval mode; ``reduction="none"`` gives one loss per clip (B,).
+        """
+        if drop_prob is None:
+            drop_prob = self.cond_dropout if self.training else 0.0
+        cond = self.conditioner(inputs, drop_prob, generator)  # (B, C)
+        return noise_prediction_loss(self.eps, x0, cond, self.schedule, generator=generator, kind=self.loss_kind,
+                                     reduction=reduction)
+
+    loss = forward
+
+    @torch.no_grad()
+    def sample(self, inputs: Mapping[str, Tensor], *, generator: torch.Generator | None = None,
+               progress: bool = False, **overrides) -> Tensor:
+        """x_0 (B, 1, F, N) in [-1, 1] with the configured sampler (``overrides`` replace any of its settings)."""
+        opts = {**self.sampling, **overrides}
+        sampler = SAMPLERS[opts.pop("sampler", "ddpm")]
+        cond = self.conditioner.encode(inputs)  # (B, C)
+        b = cond.shape[0]
+        return sampler(self.eps, (b, 1, *self.spec_shape), self.schedule, cond=cond,
+                       null_cond=self.conditioner.null_condition(b), generator=generator, progress=progress, **opts)

@@ -1,0 +1,200 @@
+"""The denoiser (paper Sec. 3.4): a 2-D U-Net over the normalised log-magnitude spectrogram (B, 1, F, N).
+
+Layout (the official code's, after Ho et al. 2020 / lucidrains' denoising-diffusion-pytorch):
+  init 7x7 conv -> for each level: ``blocks_per_level`` residual blocks (+ linear attention where configured),
+  a skip after each block, stride-2 4x4 conv down (channel change; 3x3 conv on the last level) ->
+  bottleneck: block, attention, block -> mirrored up path: concat skip, residual block (+ attention),
+  4x4 transposed conv up -> concat the init features -> residual block -> 1x1 conv to the noise.
+
+Conditioning: a sinusoidal embedding of the diffusion step (width -> 4*width, 256 for paper) is concatenated
+with the condition vector c (mu and/or nu, see ``conditioning.py``); every residual block maps it through
+SiLU + Linear to a per-channel scale and shift applied after its first GroupNorm (FiLM, "scale-and-shift").
+
+Odd sizes (1025 x 44, 257 x 32): the input is reflect-padded at the high-frequency / late-time ends to a
+multiple of 2^(levels-1), so every down/up step halves and doubles exactly, and the output is cropped back to
+the input's size: no per-level pad/crop seams inside the network.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """t (B,) -> (B, dim): [sin(t w_k), cos(t w_k)] with w_k = max_period^(-k / (dim/2)) (Vaswani et al.)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)  # (dim/2,)
+    args = t.float()[:, None] * freqs[None]  # (B, dim/2)
+    emb = torch.cat([args.sin(), args.cos()], dim=-1)  # (B, 2*half)
+    return F.pad(emb, (0, dim - 2 * half))
+
+
+def _groups(channels: int, groups: int) -> int:
+    """The largest group count <= ``groups`` that divides ``channels``."""
+    g = min(groups, channels)
+    while channels % g:
+        g -= 1
+    return g
+
+
+class ResBlock(nn.Module):
+    """conv3x3 -> GN -> (1 + scale) * h + shift -> SiLU -> conv3x3 -> GN -> SiLU, plus a 1x1 skip."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int = 8) -> None:
+        super().__init__()
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * c_out))
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1 = nn.GroupNorm(_groups(c_out, groups), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(c_out, groups), c_out)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # (B, Ci, H, W), (B, E) -> (B, Co, H, W)
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)  # (B, Co, 1, 1) each
+        h = self.norm1(self.conv1(x))
+        h = F.silu(h * (1 + scale) + shift)
+        h = F.silu(self.norm2(self.conv2(h)))
+        return h + self.skip(x)
+
+
+class LinearAttention(nn.Module):
+    """Residual, pre-normed linear attention (Shen et al. 2021; lucidrains): softmax over the head dim for q,
+    over positions for k; cost linear in H*W, so it is affordable at high resolution."""
+
+    def __init__(self, dim: int, heads: int = 4, dim_head: int = 32) -> None:
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        hidden = heads * dim_head
+        self.norm = nn.GroupNorm(1, dim)
+        self.qkv = nn.Conv2d(dim, 3 * hidden, 1, bias=False)
+        self.out = nn.Sequential(nn.Conv2d(hidden, dim, 1), nn.GroupNorm(1, dim))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w)  # (B, 3, h, d, n)
+        q, k, v = qkv.unbind(1)  # (B, h, d, n) each
+        q = q.softmax(dim=-2) * self.dim_head**-0.5
+        k = k.softmax(dim=-1)
+        context = torch.einsum("bhdn,bhen->bhde", k, v)  # (B, h, d, d)
+        out = torch.einsum("bhde,bhdn->bhen", context, q)  # (B, h, d, n)
+        return x + self.out(out.reshape(b, self.heads * self.dim_head, h, w))
+
+
+class FullAttention(nn.Module):
+    """Residual, pre-normed softmax self-attention over all positions (used at the bottleneck)."""
+
+    def __init__(self, dim: int, heads: int = 4, dim_head: int = 32) -> None:
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        hidden = heads * dim_head
+        self.norm = nn.GroupNorm(1, dim)
+        self.qkv = nn.Conv2d(dim, 3 * hidden, 1, bias=False)
+        self.out = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w)  # (B, 3, h, d, n)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)  # (B, h, n, d) each
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, n, d)
+        return x + self.out(out.transpose(-1, -2).reshape(b, self.heads * self.dim_head, h, w))
+
+
+def _attention(kind: str, dim: int, heads: int, dim_head: int) -> nn.Module:
+    if kind == "linear":
+        return LinearAttention(dim, heads, dim_head)
+    if kind == "full":
+        return FullAttention(dim, heads, dim_head)
+    return nn.Identity()
+
+
+class UNet(nn.Module):
+    """eps_theta(x_t, t, c): (B, 1, F, N), (B,), (B, cond_dim) -> (B, 1, F, N). Any F, N >= 2."""
+
+    def __init__(self, *, in_channels: int = 1, width: int = 64, channel_mults: Sequence[int] = (1, 2, 4, 8),
+                 blocks_per_level: int = 2, attn_levels: Sequence[int] = (0, 1, 2, 3), mid_attention: str = "full",
+                 cond_dim: int = 0, heads: int = 4, dim_head: int = 32, groups: int = 8) -> None:
+        super().__init__()
+        self.width = width
+        self.levels = len(channel_mults)
+        self.multiple = 2 ** (self.levels - 1)  # input sizes are padded to this
+        time_dim = 4 * width
+        self.time_mlp = nn.Sequential(nn.Linear(width, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
+        self.cond_dim = cond_dim
+        emb_dim = time_dim + cond_dim
+        # Level lv works at ``c_in[lv]`` channels and its down conv maps to ``c_out[lv]``; the bottleneck works at
+        # width * mults[-1] (official / lucidrains layout: 64, 64, 128, 256 -> 512 for paper).
+        c_out = [width * m for m in channel_mults]
+        c_in = [width] + c_out[:-1]
+        self.init_conv = nn.Conv2d(in_channels, width, 7, padding=3)
+
+        self.down = nn.ModuleList()
+        for lv, (ci, co) in enumerate(zip(c_in, c_out)):
+            last = lv == self.levels - 1
+            self.down.append(nn.ModuleDict({
+                "blocks": nn.ModuleList(ResBlock(ci, ci, emb_dim, groups) for _ in range(blocks_per_level)),
+                "attn": _attention("linear" if lv in attn_levels else "none", ci, heads, dim_head),
+                "down": nn.Conv2d(ci, co, 3, padding=1) if last else nn.Conv2d(ci, co, 4, stride=2, padding=1),
+            }))
+        mid = c_out[-1]
+        self.mid1 = ResBlock(mid, mid, emb_dim, groups)
+        self.mid_attn = _attention(mid_attention, mid, heads, dim_head)
+        self.mid2 = ResBlock(mid, mid, emb_dim, groups)
+
+        self.up = nn.ModuleList()
+        for lv in reversed(range(self.levels)):
+            ci, co = c_in[lv], c_out[lv]
+            self.up.append(nn.ModuleDict({
+                "blocks": nn.ModuleList(ResBlock(co + ci, co, emb_dim, groups) for _ in range(blocks_per_level)),
+                "attn": _attention("linear" if lv in attn_levels else "none", co, heads, dim_head),
+                "up": nn.ConvTranspose2d(co, ci, 4, stride=2, padding=1) if lv > 0 else nn.Conv2d(co, ci, 3, padding=1),
+            }))
+        self.final_block = ResBlock(2 * width, width, emb_dim, groups)
+        self.final_conv = nn.Conv2d(width, in_channels, 1)
+
+    def pad(self, x: Tensor) -> Tensor:
+        """Reflect-pad F and N at their ends up to multiples of 2^(levels-1) (replicate when too short)."""
+        f, n = x.shape[-2:]
+        pf, pn = (-f) % self.multiple, (-n) % self.multiple
+        if pf == 0 and pn == 0:
+            return x
+        mode = "reflect" if pf < f and pn < n else "replicate"
+        return F.pad(x, (0, pn, 0, pf), mode=mode)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        f, n = x.shape[-2:]
+        emb = self.time_mlp(sinusoidal_embedding(t, self.width).to(x.dtype))  # (B, 4w)
+        if self.cond_dim:
+            if cond is None or cond.shape[-1] != self.cond_dim:
+                raise ValueError(f"U-Net expects a condition of width {self.cond_dim}, got "
+                                 f"{None if cond is None else tuple(cond.shape)}")
+            emb = torch.cat([emb, cond.to(emb.dtype)], dim=-1)  # (B, 4w + C)
+        h = self.init_conv(self.pad(x))  # (B, w, F', N')
+        r = h
+        skips: list[Tensor] = []
+        for level in self.down:
+            for i, block in enumerate(level["blocks"]):
+                h = block(h, emb)
+                if i == len(level["blocks"]) - 1:
+                    h = level["attn"](h)
+                skips.append(h)
+            h = level["down"](h)  # (B, c_next, H/2, W/2) except on the last level
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for level in self.up:
+            for i, block in enumerate(level["blocks"]):
+                h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            h = level["attn"](h)
+            h = level["up"](h)  # (B, c_out, 2H, 2W) except on the top level
+        h = self.final_block(torch.cat([h, r], dim=1), emb)  # (B, w, F', N')
+        return self.final_conv(h)[..., :f, :n]  # (B, 1, F, N): crop the padding back exactly
+
+
+def unet_from_config(cfg: object, cond_dim: int) -> UNet:
+    """The U-Net sized by a ``DiffusionConfig``."""
+    return UNet(width=cfg.width, channel_mults=cfg.channel_mults, blocks_per_level=cfg.blocks_per_level,  # type: ignore[attr-defined]
+                attn_levels=cfg.attn_levels, mid_attention=cfg.mid_attention, cond_dim=cond_dim,  # type: ignore[attr-defined]
+                heads=cfg.attn_heads, dim_head=cfg.attn_dim_head, groups=cfg.norm_groups)  # type: ignore[attr-defined]
