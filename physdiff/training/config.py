@@ -5,46 +5,90 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from physdiff.configlib import nonsemantic
+from physdiff.configlib import ConfigError, nonsemantic
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 @dataclass
 class TrainConfig:
+    """The training engine (physdiff.training.trainer): optimiser, schedule, checkpoints.
+
+    AdamW with lr 5e-4 and weight decay 1e-4 as in the paper's code; lr x ``lr_decay`` per epoch.
+    ``batches_per_epoch`` fixes the number of optimiser micro-batches each rank sees per epoch
+    (0 = one pass over the training split), so every rank steps the same number of times.
+    """
+
     epochs: int = 200
+    batches_per_epoch: int = 0  # 0 -> ceil(train clips / (batch x ranks))
     lr: float = 5e-4
     weight_decay: float = 1e-4
     lr_decay: float = 0.95  # lr x 0.95 per epoch
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0 disables clipping
     grad_accum: int = 1
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
     ema_decay: float = 0.0  # 0 disables EMA weights
-    checkpoint_every: int = nonsemantic(500)
+    deterministic: bool = True  # torch.use_deterministic_algorithms (CPU runs are bitwise reproducible)
+    eval_every: int = nonsemantic(1)  # evaluate every N epochs (and after the last)
+    eval_batches: int = nonsemantic(0)  # 0 -> the whole validation split
+    checkpoint_every: int = nonsemantic(500)  # optimiser steps; also at every epoch end and on a stop signal
     keep_checkpoints: int = nonsemantic(3)
     log_every: int = nonsemantic(10)
+    shards: str = nonsemantic("")  # shard root; "" -> the shards stage output for this config
+    progress: bool = nonsemantic(True)  # tqdm bar on rank 0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"epochs": 10},
-        "debug": {"epochs": 2},
+        "debug": {"epochs": 2, "checkpoint_every": 50, "log_every": 2},
     }
+
+    def validate(self) -> None:
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"train.mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.grad_accum < 1:
+            raise ConfigError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
 
 
 @dataclass
 class TrackingConfig:
+    """MLflow tracking; rank 0 logs, training never depends on it (metrics also go to metrics.jsonl)."""
+
     tracking_uri: str = nonsemantic("")  # "" -> $MLFLOW_TRACKING_URI or sqlite in the data folder
     experiment: str = nonsemantic("physdiff")
+    enabled: bool = nonsemantic(True)
+    parent_run_id: str = nonsemantic("")  # nest this stage run under a parent (e.g. a sweep)
+    run_name: str = nonsemantic("")  # "" -> "<stage>-<hash>"
+    audio_examples: int = nonsemantic(2)  # spectrogram figures + WAVs logged per evaluation
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
 
 @dataclass
 class PriorConfig:
+    """The residual-parameter prior (Sec. 3.2): transformer over log-spectrogram frames -> (w, gamma).
+
+    ``residual_dims`` is M, the number of noise bands (Fig. 5a); 0 = modal resynthesis only.
+    """
+
     residual_dims: int = 100
     d_model: int = 256
     layers: int = 4
     heads: int = 4
     dropout: float = 0.1
+    t60_min: float = 1e-5  # official: T60 = 1e-5 + 0.5 * sigmoid(.) seconds
+    t60_range: float = 0.5
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"d_model": 64, "layers": 2},
         "debug": {"d_model": 32, "layers": 1},
     }
+
+    def validate(self) -> None:
+        if self.residual_dims < 0:
+            raise ConfigError(f"prior.residual_dims must be >= 0, got {self.residual_dims}")
+        if self.d_model % self.heads:
+            raise ConfigError(f"prior.d_model ({self.d_model}) must be divisible by prior.heads ({self.heads})")

@@ -1,0 +1,246 @@
+"""The prior stage (paper Sec. 3.2): learn the residual parameters (w, gamma) of every clip.
+
+Recipe for the engine (:mod:`physdiff.training.trainer`):
+
+- model: :class:`physdiff.models.prior.ResidualPrior` over the normalised log-magnitude spectrogram
+  (F = n_fft/2 + 1 bins x N frames of ``cfg.audio``);
+- loss: multi-resolution STFT between ``peak_normalize(modal + residual)`` and the peak-normalised
+  recording, where ``modal`` is the eq.-4 resynthesis of the clip's shard modes (no gradient) and
+  ``residual`` is eqs. 5-6 with the predicted (gamma, w);
+- evaluation (the paper's Fig. 5a point for this M): validation MR-STFT loss of modal-only
+  resynthesis and of modal + residual, plus spectrogram figures and WAVs of a few clips;
+- export: (w, gamma) for every clip of every split as side tables
+  ``<run>/export/prior-<split>.safetensors`` (joined to the shards by key, see
+  :mod:`physdiff.data.sidetable`) and ``<run>/export/manifest.json``. The modal priors (f, p, lambda)
+  are in the shards themselves, so the diffusion stage reads all five priors with its shards.
+
+The held-out split is ``test`` (the dataset has no separate validation split).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from physdiff.errors import DataError
+from physdiff.training.recipe import EvalContext, Recipe
+
+EVAL_SPLIT = "test"
+
+
+class PriorRecipe(Recipe):
+    name = "prior"
+    sections = ("seed", "audio", "physics", "world", "shards", "loader", "train", "prior")
+
+    def __init__(self) -> None:
+        self._noise: nn.Module | None = None
+        self._mrstft: nn.Module | None = None
+        self.shard_root: Path | None = None
+        self.num_train = 0
+
+    # ------------------------------------------------------------------ data
+    def setup(self, cfg: Any, rank: int, world_size: int) -> None:
+        from physdiff.data.reader import load_manifest
+        from physdiff.stages import shards_dir
+
+        self.shard_root = shards_dir(cfg)
+        man = load_manifest(self.shard_root, "train")  # DataError naming the file when missing
+        self.num_train = int(man["num_samples"])
+        sr = int(man["sample"]["sample_rate"])
+        if sr != cfg.audio.sample_rate or int(man["sample"]["num_samples"]) != cfg.audio.num_samples:
+            raise DataError(
+                f"shards {self.shard_root} hold {man['sample']['num_samples']} samples at {sr} Hz but the config "
+                f"expects {cfg.audio.num_samples} at {cfg.audio.sample_rate} Hz: rebuild them with this preset"
+            )
+
+    def num_train_batches(self, cfg: Any, world_size: int) -> int:
+        if cfg.train.batches_per_epoch > 0:
+            return cfg.train.batches_per_epoch
+        return max(1, self.num_train // (cfg.loader.batch_size * world_size))
+
+    def _loader(self, cfg: Any, split: str, mode: str, epoch: int = 0, rank: int | None = None,
+                world_size: int | None = None, batches: int | None = None) -> Any:
+        from physdiff.data.reader import make_loader
+
+        return make_loader(
+            self.shard_root, split, batch_size=cfg.loader.batch_size, mode=mode, frames=False, seed=cfg.seed,
+            epoch=epoch, num_workers=cfg.loader.num_workers, batches_per_epoch=batches,
+            shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt, rank=rank,
+            world_size=world_size,
+        )
+
+    def train_batches(self, cfg: Any, epoch: int, rank: int, world_size: int) -> Iterator[dict[str, Any]]:
+        nb = self.num_train_batches(cfg, world_size)
+        return iter(self._loader(cfg, "train", "train", epoch, rank, world_size, nb))
+
+    # ------------------------------------------------------------------ model and loss
+    def build_model(self, cfg: Any) -> nn.Module:
+        from physdiff.models.prior import ResidualPrior
+
+        p = cfg.prior
+        return ResidualPrior(cfg.audio.num_bins, cfg.audio.num_frames, p.residual_dims, p.d_model, p.layers,
+                             p.heads, p.dropout, p.t60_min, p.t60_range)
+
+    def _parts(self, cfg: Any, device: torch.device) -> tuple[nn.Module | None, nn.Module]:
+        from physdiff.physics import MultiResolutionSTFTLoss, ResidualNoise
+
+        if self._mrstft is None:
+            self._mrstft = MultiResolutionSTFTLoss()
+            if cfg.prior.residual_dims > 0:
+                ph = cfg.physics
+                self._noise = ResidualNoise(cfg.prior.residual_dims, cfg.audio.sample_rate, cfg.audio.num_samples,
+                                            ph.residual_fmin, ph.residual_spacing, ph.residual_seed)
+        self._mrstft = self._mrstft.to(device)
+        if self._noise is not None:
+            self._noise = self._noise.to(device)
+        return self._noise, self._mrstft
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], cfg: Any) -> dict[str, torch.Tensor]:
+        """Resynthesise a batch: recording, modal-only and modal + residual, all peak-normalised (B, T)."""
+        from physdiff.physics import Modes, log_magnitude, normalize_spectrogram, peak_normalize, synthesize_modes
+
+        device = next(model.parameters()).device
+        audio = torch.as_tensor(batch["audio"], dtype=torch.float32).to(device)  # (B, T)
+        modes = Modes.from_stacked(torch.as_tensor(batch["modes"], dtype=torch.float32).to(device))  # (B, 3, D)
+        noise, _ = self._parts(cfg, device)
+        with torch.no_grad():
+            modal = synthesize_modes(modes, cfg.audio.sample_rate, audio.shape[-1])  # (B, T)
+        spec = normalize_spectrogram(log_magnitude(audio, cfg.audio), cfg.audio)  # (B, F, N)
+        weight, gamma = model(spec)  # (B, M), (B, M)
+        if noise is not None:
+            resid = noise(gamma.float(), weight.float())  # (B, T)
+            full = peak_normalize(modal + resid)  # (B, T)
+        else:  # M = 0: modal only; the zero term keeps every parameter in the graph for DDP
+            full = peak_normalize(modal) + 0.0 * (weight.sum() + gamma.sum())
+        return {"target": peak_normalize(audio), "modal": peak_normalize(modal), "full": full,
+                "weight": weight, "gamma": gamma}
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.forward(model, batch, cfg)
+        _, mrstft = self._parts(cfg, out["full"].device)
+        loss = mrstft(out["full"].float(), out["target"].float())
+        return loss, {}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, model: nn.Module, cfg: Any, ctx: EvalContext) -> dict[str, float]:
+        """Validation MR-STFT of modal-only vs modal + residual on the held-out split (Fig. 5a point)."""
+        from physdiff.data.reader import load_manifest
+
+        device = next(model.parameters()).device
+        try:
+            load_manifest(self.shard_root, EVAL_SPLIT)
+        except DataError:
+            return {}
+        _, mrstft = self._parts(cfg, device)
+        tot_modal = tot_full = 0.0
+        n = 0
+        shown = 0
+        for bi, batch in enumerate(self._loader(cfg, EVAL_SPLIT, "eval", rank=0, world_size=1)):
+            if cfg.train.eval_batches and bi >= cfg.train.eval_batches:
+                break
+            out = self.forward(model, batch, cfg)
+            for j in range(out["target"].shape[0]):  # per clip, so the mean does not depend on batching
+                t = out["target"][j : j + 1]
+                tot_modal += float(mrstft(out["modal"][j : j + 1], t))
+                tot_full += float(mrstft(out["full"][j : j + 1], t))
+                n += 1
+            if shown < ctx.num_examples:
+                k = min(ctx.num_examples - shown, out["target"].shape[0])
+                _write_media(ctx.media_dir, batch["key"][:k], out, k, cfg)
+                shown += k
+        if n == 0:
+            return {}
+        return {"val/mrstft_modal": tot_modal / n, "val/mrstft_full": tot_full / n,
+                "val/residual_gain": (tot_modal - tot_full) / n, "val/clips": float(n)}
+
+    # ------------------------------------------------------------------ export
+    def export(self, model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any]:
+        """(w, gamma) of every clip of every split as side tables, plus ``export/manifest.json``."""
+        from physdiff.data.layout import SPLITS
+        from physdiff.data.reader import load_manifest
+        from physdiff.data.sidetable import write_side_table
+        from physdiff.physics import log_magnitude, normalize_spectrogram
+
+        device = next(model.parameters()).device
+        model.eval()
+        out_dir = run_dir / "export"
+        manifest: dict[str, Any] = {"format": "physdiff-prior-export/1", "stage": "prior", "run_dir": str(run_dir),
+                                    "shard_root": str(self.shard_root), "residual_dims": cfg.prior.residual_dims,
+                                    "arrays": {"weight": "(N, M) band weights in (0, 1)", "gamma": "(N, M) decay, dB/s"},
+                                    "splits": {}}
+        for split in SPLITS:
+            try:
+                sman = load_manifest(self.shard_root, split)
+            except DataError:
+                continue
+            keys: list[str] = []
+            ws, gs = [], []
+            with torch.no_grad():
+                for batch in self._loader(cfg, split, "eval", rank=0, world_size=1):
+                    audio = torch.as_tensor(batch["audio"], dtype=torch.float32).to(device)  # (B, T)
+                    w, g = model(normalize_spectrogram(log_magnitude(audio, cfg.audio), cfg.audio))  # (B, M) x 2
+                    keys += list(batch["key"])
+                    ws.append(w.float().cpu())
+                    gs.append(g.float().cpu())
+            if len(keys) != int(sman["num_samples"]):
+                raise DataError(f"prior export of split {split}: read {len(keys)} clips but the manifest of "
+                                f"{self.shard_root / split} lists {sman['num_samples']}")
+            m = cfg.prior.residual_dims
+            w_all = torch.cat(ws) if ws else torch.zeros(0, m)  # (N, M)
+            g_all = torch.cat(gs) if gs else torch.zeros(0, m)  # (N, M)
+            path = write_side_table(out_dir / f"prior-{split}.safetensors", keys, {"weight": w_all, "gamma": g_all},
+                                    {"producer": "prior", "run_dir": str(run_dir), "split": split,
+                                     "shards_config_hash": sman.get("config_hash", ""), "residual_dims": m})
+            manifest["splits"][split] = {"path": path.name, "count": len(keys),
+                                         "shards_config_hash": sman.get("config_hash", "")}
+        tmp = out_dir / "manifest.json.tmp"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.replace(out_dir / "manifest.json")
+        return {split: str(out_dir / v["path"]) for split, v in manifest["splits"].items()}
+
+
+def export_paths(run_dir: str | Path) -> dict[str, Path]:
+    """{split: side table path} of a finished prior run (what the diffusion stage passes as side_tables)."""
+    run_dir = Path(run_dir)
+    man_path = run_dir / "export" / "manifest.json"
+    if not man_path.exists():
+        raise DataError(f"no prior export in {run_dir}: train the prior stage first (cluster/launch.py --stage prior)")
+    man = json.loads(man_path.read_text())
+    return {split: run_dir / "export" / v["path"] for split, v in man["splits"].items()}
+
+
+def _write_media(media_dir: Path, keys: list[str], out: dict[str, torch.Tensor], k: int, cfg: Any) -> None:
+    """Spectrogram figure (recording | modal | modal + residual) and WAVs of the first k clips."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import soundfile as sf
+
+    from physdiff.physics import db_spectrogram
+
+    media_dir.mkdir(parents=True, exist_ok=True)
+    names = ("target", "modal", "full")
+    titles = ("recording", "modal only", "modal + residual")
+    for j in range(k):
+        fig, axes = plt.subplots(1, 3, figsize=(10, 3), sharey=True)
+        for ax, name, title in zip(axes, names, titles):
+            db = db_spectrogram(out[name][j : j + 1].detach().float().cpu(), cfg.audio.n_fft, cfg.audio.hop_length,
+                                cfg.audio.floor_db)[0]  # (F, N)
+            ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma")
+            ax.set_title(title)
+            ax.set_xlabel("frame")
+        axes[0].set_ylabel("bin")
+        fig.suptitle(str(keys[j]))
+        fig.tight_layout()
+        fig.savefig(media_dir / f"{keys[j]}.png", dpi=80)
+        plt.close(fig)
+        for name in names:
+            x = out[name][j].detach().float().cpu().numpy()
+            peak = max(1e-9, float(abs(x).max()))
+            sf.write(media_dir / f"{keys[j]}-{name}.wav", x * (0.99 / peak), cfg.audio.sample_rate)

@@ -1,0 +1,62 @@
+"""What a training stage is: a recipe (model, data, loss, evaluation, export) the engine runs.
+
+Recipes are single-device code. The engine (:mod:`physdiff.training.trainer`) owns distribution,
+mixed precision, accumulation, clipping, EMA, checkpoints, signals and tracking, so a new stage
+(video, diffusion, ...) only subclasses :class:`Recipe` and registers itself in
+:mod:`physdiff.stages`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+
+@dataclass
+class EvalContext:
+    """Where an evaluation may write media (figures, WAVs) that the tracker then logs."""
+
+    run_dir: Path
+    epoch: int
+    step: int
+    media_dir: Path
+    num_examples: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Recipe:
+    """Base class of a training stage. Subclasses override the methods marked 'required'."""
+
+    name: str = ""
+    # Config keys (top-level fields or sections) that define this stage's result: its run hash.
+    sections: tuple[str, ...] = ("seed", "train")
+
+    def setup(self, cfg: Any, rank: int, world_size: int) -> None:
+        """Called once per process before anything else (find data, count batches)."""
+
+    def build_model(self, cfg: Any) -> nn.Module:  # required
+        raise NotImplementedError
+
+    def num_train_batches(self, cfg: Any, world_size: int) -> int:  # required
+        """Micro-batches each rank sees per epoch (identical on every rank)."""
+        raise NotImplementedError
+
+    def train_batches(self, cfg: Any, epoch: int, rank: int, world_size: int) -> Iterator[dict[str, Any]]:  # required
+        """This rank's micro-batches of ``epoch``, in a deterministic order given (seed, epoch, rank)."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:  # required
+        """Scalar training loss of one micro-batch, and extra scalars to log."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, cfg: Any, ctx: EvalContext) -> dict[str, float]:
+        """Rank 0 only: validation metrics (prefixed ``val/``); may write media into ``ctx.media_dir``."""
+        return {}
+
+    def export(self, model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any]:
+        """Rank 0 only, after training: write the stage's products; returns a manifest fragment."""
+        return {}

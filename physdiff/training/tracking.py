@@ -1,0 +1,176 @@
+"""MLflow tracking for stage runs: one MLflow run per stage run, continued across requeues.
+
+Only rank 0 creates a :class:`Tracker`. Every metric is first appended to ``<run>/metrics.jsonl``
+(the run folder is the source of truth), then sent to MLflow. The MLflow run id is stored in
+``<run>/mlflow.json`` (per tracking URI), so a requeued or resumed job reopens the same run.
+
+Training never dies because tracking does: any MLflow failure (unreachable server, locked
+database) is reported once as a warning and tracking is switched off for the rest of the process;
+the JSONL file keeps every metric.
+
+Default store: ``sqlite:///<data_root>/mlflow.db`` with artifacts in ``<data_root>/mlartifacts``;
+``tracking.tracking_uri`` (the launcher's ``--tracking-uri``) or ``$MLFLOW_TRACKING_URI`` override it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from physdiff.configlib import to_dict
+
+# Fail fast against a dead server instead of MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def default_tracking_uri(cfg: Any) -> str:
+    """Config value, else $MLFLOW_TRACKING_URI, else the SQLite store in the data folder."""
+    if cfg.tracking.tracking_uri:
+        return cfg.tracking.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{cfg.paths.root() / 'mlflow.db'}"
+
+
+def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_params(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v)[:500]
+    return out
+
+
+class Tracker:
+    """Rank-0 tracking of one stage run (see module docstring)."""
+
+    def __init__(self, cfg: Any, run_dir: Path, stage: str, run_hash: str) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.stage = stage
+        self.run_hash = run_hash
+        self.uri = default_tracking_uri(cfg)
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.run_id: str | None = None
+        self.enabled = bool(cfg.tracking.enabled)
+        self._client: Any = None
+        self._warned = False
+
+    # ------------------------------------------------------------------ safety wrapper
+    def _guard(self, what: str, fn: Any, *a: Any, **kw: Any) -> Any:
+        if not self.enabled or self._client is None:
+            return None
+        try:
+            return fn(*a, **kw)
+        except Exception as e:  # tracking must never stop training: warn once, continue locally
+            self.enabled = False
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"MLflow tracking at {self.uri} failed during {what} ({type(e).__name__}: {str(e)[:200]}); "
+                    f"continuing without it, metrics are kept in {self.jsonl}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return None
+
+    # ------------------------------------------------------------------ run lifecycle
+    def start(self) -> str | None:
+        """Open (or reopen) this stage run's MLflow run; returns its id (None when tracking is off)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.enabled:
+            return None
+        try:
+            from mlflow.tracking import MlflowClient
+
+            if self.uri.startswith("sqlite:///"):
+                Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            self._client = MlflowClient(tracking_uri=self.uri)
+        except Exception as e:
+            self._client = object()  # so _guard reports it
+            return self._guard("client setup", lambda: (_ for _ in ()).throw(e))
+        return self._guard("run start", self._start)
+
+    def _start(self) -> str:
+        c = self._client
+        ids_file = self.run_dir / "mlflow.json"
+        ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
+        rid = ids.get(self.uri)
+        if rid is not None:
+            try:
+                run = c.get_run(rid)
+                c.update_run(rid, status="RUNNING")
+                self.run_id = run.info.run_id
+                c.set_tag(rid, "physdiff.resumes", str(int(run.data.tags.get("physdiff.resumes", "0")) + 1))
+                return self.run_id
+            except Exception:
+                rid = None  # the store was reset: open a new run below
+        exp = c.get_experiment_by_name(self.cfg.tracking.experiment)
+        if exp is None:
+            loc = None
+            if self.uri.startswith("sqlite:///"):
+                loc = (self.cfg.paths.root() / "mlartifacts").as_uri()
+            exp_id = c.create_experiment(self.cfg.tracking.experiment, artifact_location=loc)
+        else:
+            exp_id = exp.experiment_id
+        tags = {
+            "physdiff.stage": self.stage,
+            "physdiff.run_hash": self.run_hash,
+            "physdiff.run_dir": str(self.run_dir),
+            "physdiff.preset": str(self.cfg.preset),
+        }
+        if self.cfg.tracking.parent_run_id:
+            tags["mlflow.parentRunId"] = self.cfg.tracking.parent_run_id
+        run = c.create_run(exp_id, run_name=self.cfg.tracking.run_name or f"{self.stage}-{self.run_hash}", tags=tags)
+        self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        params = [Param(k, v) for k, v in flat_params(to_dict(self.cfg)).items()]
+        for i in range(0, len(params), 100):
+            c.log_batch(self.run_id, params=params[i : i + 100])
+        cfg_path = self.run_dir / "config.json"
+        if cfg_path.exists():
+            c.log_artifact(self.run_id, str(cfg_path))
+        ids[self.uri] = self.run_id
+        tmp = ids_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(ids, indent=2) + "\n")
+        tmp.replace(ids_file)
+        return self.run_id
+
+    # ------------------------------------------------------------------ logging
+    def log_metrics(self, metrics: dict[str, float], step: int, epoch: int | None = None) -> None:
+        row = {"step": step, "epoch": epoch, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if not self.enabled or self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        ms = [Metric(k, float(v), ts, step) for k, v in metrics.items() if math.isfinite(float(v))]
+        self._guard("log_metrics", self._client.log_batch, self.run_id, metrics=ms)
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
+        if self.enabled and self.run_id is not None:
+            self._guard("log_artifacts", self._client.log_artifacts, self.run_id, str(local_dir), artifact_path)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if self.enabled and self.run_id is not None and Path(path).exists():
+            self._guard("log_artifact", self._client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.enabled and self.run_id is not None:
+            for k, v in tags.items():
+                self._guard("set_tag", self._client.set_tag, self.run_id, k, str(v))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """FINISHED at the end, KILLED when stopped for a requeue (reopened as RUNNING), FAILED on error."""
+        if self.enabled and self.run_id is not None:
+            self._guard("set_terminated", self._client.set_terminated, self.run_id, status)

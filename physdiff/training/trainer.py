@@ -1,0 +1,375 @@
+"""The training engine: one loop for every stage, distributed by Accelerate.
+
+    result = train(cfg, recipe)            # in-process (one GPU / CPU), or under torchrun / SLURM
+
+What it does, in order (nanoGPT-style loop, torchtitan-style separation of model and distribution):
+
+1. Run identity: ``<data_root>/runs/<stage>-<hash>`` where the hash covers only the config keys the
+   stage depends on (``recipe.sections``) minus non-semantic fields. The resolved config is written
+   there as ``config.json``; a finished run has ``DONE.json`` and is not retrained.
+2. Resume: the newest *complete* checkpoint (see :mod:`physdiff.training.checkpoint`) restores the
+   model, optimizer, lr schedule, EMA, grad scaler, every rank's RNG and the data cursor
+   (epoch, micro-batch), so an interrupted run finishes with the weights of an uninterrupted one.
+3. Loop: AdamW (lr, weight decay from ``cfg.train``), lr x ``lr_decay`` per epoch, gradient
+   accumulation (no DDP all-reduce on non-final micro-batches), clipping, optional EMA, autocast
+   for bf16/fp16. At every optimiser-step boundary all ranks agree (one ``all_reduce``) on
+   (a) a non-finite loss or gradient norm -> stop with :class:`TrainingDiverged` before the update,
+   leaving the last checkpoint intact; (b) a stop request (signal flag, ``stop_fn``) -> save and return.
+4. Checkpoints every ``checkpoint_every`` steps, at every epoch end, and on stop; keep the last K.
+5. Rank 0 evaluates (``recipe.evaluate``) every ``eval_every`` epochs, logs to MLflow + metrics.jsonl,
+   calls ``report_fn(metrics, checkpoint_dir)`` (the Ray Tune hook) and draws the progress bar.
+6. After the last epoch rank 0 runs ``recipe.export`` and writes ``DONE.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from physdiff.configlib import config_hash
+from physdiff.errors import PhysdiffError
+from physdiff.training import checkpoint as ck
+from physdiff.training.distributed import all_reduce_max, all_reduce_mean, barrier, broadcast_int, make_accelerator
+from physdiff.training.ema import EMA
+from physdiff.training.recipe import EvalContext, Recipe
+from physdiff.training.signals import NONE, REQUEUE, STOP, StopFlag
+from physdiff.training.tracking import Tracker
+
+ReportFn = Callable[[dict[str, float], Path | None], None]
+StopFn = Callable[[], bool]
+
+
+class TrainingDiverged(PhysdiffError):
+    """A non-finite loss or gradient: the run stops; its last good checkpoint is untouched."""
+
+
+@dataclass
+class StageResult:
+    stage: str
+    run_dir: Path
+    run_hash: str
+    status: str  # "finished" | "skipped" (already DONE) | "stopped" | "requeue"
+    step: int = 0
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    exports: dict[str, Any] = field(default_factory=dict)
+
+
+def run_hash(cfg: Any, recipe: Recipe) -> str:
+    return config_hash(cfg, sections=recipe.sections)
+
+
+def run_dir_for(cfg: Any, recipe: Recipe) -> Path:
+    """``<data_root>/runs/<stage>-<hash>``: the same config always lands in the same folder."""
+    return cfg.paths.root() / "runs" / f"{recipe.name}-{run_hash(cfg, recipe)}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _read_done(run_dir: Path) -> dict[str, Any] | None:
+    p = run_dir / "DONE.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def train(
+    cfg: Any,
+    recipe: Recipe,
+    *,
+    report_fn: ReportFn | None = None,
+    stop_fn: StopFn | None = None,
+    stop_flag: StopFlag | None = None,
+    cpu: bool | None = None,
+) -> StageResult:
+    """Train ``recipe`` under ``cfg`` to completion (or to a stop request); see the module docstring."""
+    tc = cfg.train
+    acc = make_accelerator(tc.mixed_precision, cpu)
+    rank, world, device = acc.process_index, acc.num_processes, acc.device
+    is_main = acc.is_main_process
+    recipe.setup(cfg, rank, world)
+    rhash = run_hash(cfg, recipe)
+    run_dir = run_dir_for(cfg, recipe)
+    ckpt_dir = run_dir / "checkpoints"
+
+    done = _read_done(run_dir)
+    if done is not None:
+        return StageResult(recipe.name, run_dir, rhash, "skipped", done.get("step", 0), done.get("epoch", 0),
+                           done.get("metrics", {}), done.get("mlflow_run_id"), done.get("exports", {}))
+
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.write_json(run_dir / "config.json")
+        ckpt_dir.mkdir(exist_ok=True)
+        for p in ck.sweep_incomplete(ckpt_dir):
+            print(f"[{recipe.name}] removed an incomplete checkpoint write: {p.name}", file=sys.stderr)
+    barrier()
+
+    if tc.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(cfg.seed)  # identical initial weights on every rank
+    model = recipe.build_model(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tc.lr_decay)  # per epoch
+    ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
+    model, optimizer = acc.prepare(model, optimizer)  # the scheduler stays ours: stepped once per epoch
+    raw = acc.unwrap_model(model)
+    seed_everything(cfg.seed * 1000 + rank)  # per-rank streams (dropout, augmentation)
+
+    # ------------------------------------------------------------------ resume
+    step, epoch, cursor, metrics = 0, 0, 0, {}
+    latest = ck.latest_checkpoint(ckpt_dir) if is_main else None
+    chosen = broadcast_int(latest.step if latest else -1, device)
+    if chosen >= 0:
+        path = ckpt_dir / f"step_{chosen:08d}"
+        state = ck.load_state(path)
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema"):
+            ema.load_state_dict(state["ema"])
+        if acc.scaler is not None and state.get("scaler"):
+            acc.scaler.load_state_dict(state["scaler"])
+        meta = ck.load_meta(path)
+        step, epoch, cursor = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        metrics = meta.get("metrics", {})
+        rng = ck.load_rank_rng(path, rank)
+        if rng is not None:
+            ck.set_rng_state(rng)
+        if meta.get("world_size") != world and is_main:
+            print(f"[{recipe.name}] resuming a {meta.get('world_size')}-rank checkpoint on {world} ranks: "
+                  "the data order changes from here", file=sys.stderr)
+        if is_main:
+            print(f"[{recipe.name}] resumed from {path} (epoch {epoch}, batch {cursor}, step {step})", file=sys.stderr)
+
+    tracker = Tracker(cfg, run_dir, recipe.name, rhash) if is_main else None
+    mlflow_id = tracker.start() if tracker else None
+    if tracker:
+        tracker.set_tags({"physdiff.world_size": world, "physdiff.resumed_from_step": chosen})
+
+    own_flag = stop_flag is None
+    flag = stop_flag or StopFlag().install()
+    nb = recipe.num_train_batches(cfg, world)
+    if nb < 1:
+        raise PhysdiffError(f"stage {recipe.name}: no training batches for {world} rank(s); is the training split empty?")
+    accum = tc.grad_accum
+    clip_grads = tc.grad_clip > 0
+    check_norm = tc.mixed_precision != "fp16"  # the fp16 scaler skips overflowing steps by itself
+
+    bar = None
+    if is_main and tc.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.epochs * nb, initial=min(epoch * nb + cursor, tc.epochs * nb), desc=recipe.name,
+                   dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+
+    def save(tag: str) -> Path:
+        """All ranks: write RNG files into one agreed temporary folder; rank 0 completes and renames it."""
+        token = broadcast_int(int.from_bytes(os.urandom(6), "little") if is_main else 0, device)  # no RNG use
+        tmp = ck.tmp_dir_for(ckpt_dir, step, f"{token:x}")
+        ck.write_rank_rng(tmp, rank)
+        barrier()
+        final = ckpt_dir / f"step_{step:08d}"
+        if is_main:
+            state = {
+                "model": raw.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "ema": ema.state_dict() if ema is not None else {},
+                "scaler": acc.scaler.state_dict() if acc.scaler is not None else {},
+            }
+            meta = {
+                "stage": recipe.name, "run_hash": rhash, "step": step, "epoch": epoch, "batch_in_epoch": cursor,
+                "world_size": world, "reason": tag, "metrics": metrics, "time": time.time(),
+                "config": cfg.to_dict(),
+            }
+            ck.finalize(tmp, ckpt_dir, step, state, meta, tc.keep_checkpoints)
+        barrier()
+        return final
+
+    status = "finished"
+    t_log, clips_since, loss_sum, loss_n = time.time(), 0, 0.0, 0
+    try:
+        while epoch < tc.epochs and status == "finished":
+            local_bad = 0.0
+            group_loss = 0.0
+            for i, batch in enumerate(_isolated(recipe.train_batches(cfg, epoch, rank, world))):
+                if i >= nb:
+                    break
+                if i < cursor:  # resume: these micro-batches were consumed before the checkpoint
+                    continue
+                group_start = (i // accum) * accum
+                group_len = min(accum, nb - group_start)
+                sync = i + 1 == group_start + group_len
+                no_sync = acc.no_sync(model) if (world > 1 and not sync) else contextlib.nullcontext()
+                with no_sync:
+                    with acc.autocast():
+                        loss, extras = recipe.loss(model, batch, cfg)
+                    acc.backward(loss / group_len)
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    local_bad = 1.0
+                group_loss += lv / group_len
+                clips_since += _batch_len(batch)
+                if bar is not None:
+                    bar.update(1)
+                if not sync:
+                    continue
+
+                # ---- optimiser-step boundary: every rank takes part in the same collectives
+                want = flag.code
+                if stop_fn is not None and stop_fn():
+                    want = max(want, STOP)
+                bad, stop_code = all_reduce_max([local_bad, float(want)], device)
+                grad_norm = float("nan")
+                if clip_grads:
+                    grad_norm = float(acc.clip_grad_norm_(model.parameters(), tc.grad_clip))
+                    if check_norm and not math.isfinite(grad_norm):
+                        bad = 1.0
+                if bad:
+                    last = ck.latest_checkpoint(ckpt_dir)
+                    raise TrainingDiverged(
+                        f"stage {recipe.name}: non-finite loss or gradient at epoch {epoch}, batch {i}, step {step + 1}; "
+                        f"stopped before the update. Last good checkpoint: {last.path if last else 'none'} "
+                        f"(run folder {run_dir}). Lower train.lr or check the data."
+                    )
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(raw)
+                step += 1
+                cursor = i + 1
+                loss_sum, loss_n = loss_sum + group_loss, loss_n + 1
+                group_loss = 0.0
+
+                if step % tc.log_every == 0:
+                    mean_loss = all_reduce_mean(loss_sum / max(loss_n, 1), device)
+                    dt = max(time.time() - t_log, 1e-9)
+                    row = {"train/loss": mean_loss, "train/lr": optimizer.param_groups[0]["lr"],
+                           "train/clips_per_s": clips_since * world / dt}
+                    if clip_grads:
+                        row["train/grad_norm"] = grad_norm
+                    row.update({f"train/{k}": float(v) for k, v in extras.items()})
+                    metrics.update(row)
+                    if tracker:
+                        tracker.log_metrics(row, step, epoch)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", epoch=epoch)
+                    t_log, clips_since, loss_sum, loss_n = time.time(), 0, 0.0, 0
+
+                if stop_code != NONE:
+                    status = "requeue" if stop_code >= REQUEUE else "stopped"
+                    save("signal")
+                    break
+                if step % tc.checkpoint_every == 0:
+                    save("periodic")
+            if status != "finished":
+                break
+
+            # ---- epoch end
+            scheduler.step()
+            epoch, cursor = epoch + 1, 0
+            if epoch % tc.eval_every == 0 or epoch == tc.epochs:
+                if is_main:
+                    ev = _evaluate(recipe, raw, ema, cfg, run_dir, epoch, step)
+                    metrics.update(ev)
+                    if tracker:
+                        tracker.log_metrics(ev, step, epoch)
+                        tracker.log_artifacts(run_dir / "media" / f"epoch_{epoch:04d}", f"media/epoch_{epoch:04d}")
+                barrier()
+            last_ckpt = save("epoch")
+            if is_main and report_fn is not None:
+                report_fn(dict(metrics, epoch=epoch, step=step), last_ckpt)
+    except BaseException:
+        if tracker:
+            tracker.finish("FAILED")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_flag:
+            flag.uninstall()
+
+    exports: dict[str, Any] = {}
+    if status == "finished":
+        if is_main:
+            export_model = _eval_model(raw, ema)
+            exports = recipe.export(export_model, cfg, run_dir)
+            done = {"stage": recipe.name, "run_hash": rhash, "step": step, "epoch": epoch, "metrics": metrics,
+                    "mlflow_run_id": mlflow_id, "exports": exports, "world_size": world, "time": time.time()}
+            tmp = run_dir / "DONE.json.tmp"
+            tmp.write_text(json.dumps(done, indent=2, sort_keys=True, default=str) + "\n")
+            tmp.replace(run_dir / "DONE.json")
+            if tracker:
+                for name in ("DONE.json", "metrics.jsonl"):  # the essentials, not the whole run folder
+                    tracker.log_artifact(run_dir / name)
+                tracker.finish("FINISHED")
+        barrier()
+    elif tracker:
+        tracker.finish("KILLED")  # reopened as RUNNING by the requeued job
+    return StageResult(recipe.name, run_dir, rhash, status, step, epoch, metrics, mlflow_id, exports)
+
+
+def _isolated(batches: Any) -> Any:
+    """Yield from ``batches`` without letting data loading touch the training RNG stream.
+
+    A torch DataLoader draws its base seed from the global torch RNG when an iterator starts; a
+    resumed run starts its iterator mid-epoch, so without this the dropout stream after a resume
+    would differ from an uninterrupted run's. The data order depends on (seed, epoch, rank) only.
+    """
+    it = iter(batches)
+    while True:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+        yield batch
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, dict):
+        for v in batch.values():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                return int(v.shape[0])
+    return 0
+
+
+def _eval_model(raw: torch.nn.Module, ema: EMA | None) -> torch.nn.Module:
+    if ema is None:
+        return raw
+    m = copy.deepcopy(raw)
+    ema.copy_to(m)
+    return m
+
+
+def _evaluate(recipe: Recipe, raw: torch.nn.Module, ema: EMA | None, cfg: Any, run_dir: Path, epoch: int, step: int) -> dict[str, float]:
+    """Rank 0: evaluate with the EMA weights if any, without disturbing the training RNG streams."""
+    saved = ck.rng_state()
+    model = _eval_model(raw, ema)
+    was_training = model.training
+    model.eval()
+    media = run_dir / "media" / f"epoch_{epoch:04d}"
+    media.mkdir(parents=True, exist_ok=True)
+    try:
+        with torch.no_grad():
+            out = recipe.evaluate(model, cfg, EvalContext(run_dir, epoch, step, media, cfg.tracking.audio_examples))
+    finally:
+        model.train(was_training)
+        ck.set_rng_state(saved)
+    return {k: float(v) for k, v in out.items()}
