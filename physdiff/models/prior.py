@@ -5,7 +5,7 @@ a linear embedding of each frame (F = n_fft/2 + 1 bins -> d_model), learned posi
 pre-norm layers with H heads, mean pooling over frames, and two linear heads. The official
 parametrisation maps the heads to
 
-    w_m     = sigmoid(h_w)                                  (band weight, eq. 6)
+    w_m     = sigmoid(h_w)                                  (band weight, eq. 6; starts near init_weight)
     T60_m   = t60_min + t60_range * sigmoid(h_T)            seconds (1e-5 + 0.5 * sigmoid)
     gamma_m = 60 / T60_m                                    dB/s (the band's decay in eq. 5)
 
@@ -33,6 +33,7 @@ class ResidualPrior(nn.Module):
         dropout: float = 0.1,
         t60_min: float = 1e-5,
         t60_range: float = 0.5,
+        init_weight: float = 0.5,
     ) -> None:
         super().__init__()
         self.num_bins, self.num_frames, self.residual_dims = num_bins, num_frames, residual_dims
@@ -49,6 +50,10 @@ class ResidualPrior(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.weight_head = nn.Linear(d_model, residual_dims)
         self.t60_head = nn.Linear(d_model, residual_dims)
+        if not 0.0 < init_weight < 1.0:
+            raise ValueError(f"init_weight must be in (0, 1), got {init_weight}")
+        # w = sigmoid(h_w) starts near init_weight: the bias is its logit.
+        nn.init.constant_(self.weight_head.bias, float(torch.logit(torch.tensor(init_weight))))
 
     def encode(self, logmag: torch.Tensor) -> torch.Tensor:
         """``(B, F, N)`` log-magnitude spectrogram -> ``(B, d_model)`` mean-pooled features."""

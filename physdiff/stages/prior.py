@@ -83,7 +83,7 @@ class PriorRecipe(Recipe):
 
         p = cfg.prior
         return ResidualPrior(cfg.audio.num_bins, cfg.audio.num_frames, p.residual_dims, p.d_model, p.layers,
-                             p.heads, p.dropout, p.t60_min, p.t60_range)
+                             p.heads, p.dropout, p.t60_min, p.t60_range, p.init_weight)
 
     def _parts(self, cfg: Any, device: torch.device) -> tuple[nn.Module | None, nn.Module]:
         from physdiff.physics import MultiResolutionSTFTLoss, ResidualNoise

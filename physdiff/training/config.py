@@ -81,6 +81,10 @@ class PriorConfig:
     dropout: float = 0.1
     t60_min: float = 1e-5  # official: T60 = 1e-5 + 0.5 * sigmoid(.) seconds
     t60_range: float = 0.5
+    # Initial band weight w (bias of the sigmoid head). The official head starts at sigmoid(0) = 0.5:
+    # 100 unit-RMS bands at 0.5 are ~10x louder than the modal part, and training spends its first
+    # epochs only turning them down. Starting quiet lets the residual grow where it helps.
+    init_weight: float = 0.005
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"d_model": 64, "layers": 2},
