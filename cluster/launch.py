@@ -132,14 +132,42 @@ def run_torchrun(args: argparse.Namespace, cfg: Any, stage: str, run_dir: Path) 
     import time
 
     log_dir = run_dir / "logs" / time.strftime("torchrun-%Y%m%d-%H%M%S")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.procs}",
+    cmd = [sys.executable, "-c", _TORCHRUN, "--standalone", f"--nproc_per_node={args.procs}",
            "--log-dir", str(log_dir), "--tee", "3",
            "-m", "physdiff.training.run", "--stage", stage, "--config", str(cfg_path), "--cpu"]
     env = dict(os.environ, PHYSDIFF_CPU="1")
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.procs)))
     print(f"torchrun: {args.procs} CPU processes; per-rank logs in {log_dir}", flush=True)
     rc = subprocess.call(cmd, env=env)
+    if rc != 0:  # the ranks printed their errors (tee'd above); end with the root cause as one line
+        errs = rank_errors(log_dir)
+        if errs:
+            rank, msg = errs[0]
+            raise PhysdiffError(f"{msg} (rank {rank} of {args.procs}; per-rank logs in {log_dir})")
+        raise PhysdiffError(f"torchrun failed with exit {rc}; per-rank logs in {log_dir}")
     return Launch("cpu", stage, run_dir, returncode=rc)
+
+
+# torchrun whose failure summary is not raised as a traceback: a failed rank already printed its one-line
+# error (run_cli), and launch.py repeats the root cause as its own last line.
+_TORCHRUN = """import sys
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main
+try:
+    main()
+except ChildFailedError:
+    sys.exit(1)
+"""
+
+
+def rank_errors(log_dir: Path) -> list[tuple[int, str]]:
+    """``(rank, message)`` of every rank that ended with an ``error: ...`` line (torchrun per-rank logs)."""
+    out = []
+    for log in sorted(Path(log_dir).glob("*/attempt_*/*/stderr.log")):
+        lines = [l[len("error: "):] for l in log.read_text(errors="replace").splitlines() if l.startswith("error: ")]
+        if lines and log.parent.name.isdigit():
+            out.append((int(log.parent.name), lines[-1]))
+    return sorted(out)
 
 
 def run_local(cfg: Any, stage: str, run_dir: Path) -> Launch:
@@ -147,6 +175,46 @@ def run_local(cfg: Any, stage: str, run_dir: Path) -> Launch:
 
     result = train_stage(cfg, stage)
     return Launch("local", stage, run_dir, result=result)
+
+
+# ----------------------------------------------------------------------------- task stages
+
+
+def _task_job(cfg_dict: dict[str, Any], stage: str) -> dict[str, Any]:
+    """What a SLURM task-stage job runs (module level, so submitit can import it)."""
+    from physdiff.config import Config, from_dict
+    from physdiff.stages import run_task_stage
+
+    return run_task_stage(stage, from_dict(Config, cfg_dict))
+
+
+def run_task(args: argparse.Namespace, cfg: Any, stage: str) -> Launch:
+    """A task stage (index, generate, evaluate): in this process (--local / --cpu), else one SLURM task."""
+    if args.dry_run:
+        print(cfg.to_json())
+        print(f"task stage {stage}: would run physdiff.stages.run_task_stage('{stage}', cfg)")
+        return Launch("dry-run", stage)
+    if args.local or args.cpu:
+        from physdiff.stages import run_task_stage
+
+        result = run_task_stage(stage, cfg)
+        return Launch("local", stage, result=result)
+    import submitit
+
+    folder = cfg.paths.root() / "jobs" / f"{stage}-{cfg.hash()}"
+    ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+    params: dict[str, Any] = {"name": f"physdiff-{stage}", "nodes": 1, "tasks_per_node": 1, "timeout_min": args.time}
+    if args.gpus:
+        params["gpus_per_node"] = 1  # generation and evaluation run on one device
+    if args.partition:
+        params["slurm_partition"] = args.partition
+    ex.update_parameters(**params)
+    job = ex.submit(_task_job, cfg.to_dict(), stage)
+    print(f"submitted job {job.job_id} ({stage}); logs in {job.paths.folder}")
+    out = Launch("slurm", stage, job=job, job_folder=Path(job.paths.folder))
+    if args.wait:
+        out.result = job.result()
+    return out
 
 
 # ----------------------------------------------------------------------------- main
@@ -178,6 +246,10 @@ def launch(argv: list[str] | None = None) -> Launch:
         from launch_pipeline import run_pipeline
 
         return run_pipeline(args, cfg, argv or [])
+    from physdiff.stages import TASK_STAGES
+
+    if args.stage in TASK_STAGES:  # index / generate / evaluate: no training loop
+        return run_task(args, cfg, args.stage)
     if args.dry_run:
         from launch_checks import dry_run
 

@@ -66,5 +66,15 @@ def run_pipeline(args: Any, cfg: Any, argv: list[str]) -> Any:
             return last
         if last.mode == "slurm":
             last.job.result()  # run the chain in order; dependent-job submission is issue [8/8]
+    from physdiff.stages import task_stage_names
+
+    for name in task_stage_names():  # index -> generate -> evaluate (each skips when already complete)
+        rest[i + 1] = name
+        print(f"[all] {name} ({time.time() - t0:.0f} s elapsed)", flush=True)
+        last = launch(rest)
+        if last.returncode:
+            return last
+        if last.mode == "slurm":
+            last.job.result()
     print(f"[all] done in {time.time() - t0:.0f} s")
     return last or Launch("all", "all")

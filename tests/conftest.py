@@ -36,3 +36,27 @@ def slurm_cluster() -> dict:
     yield {"state_dir": state, "partition": "debug"}
     if not was_up:
         subprocess.run(["bash", str(REPO / "cluster/slurm_local/stop.sh")], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def debug_data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A data root holding a generated ``debug`` world and its shards where the stages look for them.
+
+    Built once per session (≈ 10-20 s on 2 cores) and shared by the stage tests (video, diffusion,
+    index, generate, evaluate). Returns ``{"root", "overrides", "world", "shards", "cfg"}``; pass
+    ``overrides`` to ``resolve_config("debug", overrides)`` / launch.py to point a run at it.
+    """
+    from physdiff.config import resolve_config
+    from physdiff.data.build import build_shards
+    from physdiff.stages import shards_dir, world_dir
+    from physdiff.world import generate_world
+
+    root = tmp_path_factory.mktemp("debug-data")
+    overrides = [f"paths.data_root={root}"]
+    cfg = resolve_config("debug", overrides)
+    world = world_dir(cfg)
+    generate_world(world, cfg.world, cfg.seed, progress=False)
+    shards = shards_dir(cfg)
+    summary = build_shards(world, shards, cfg, workers=1)
+    assert summary["written"] > 0 and summary["written"] + summary["skipped"] == summary["annotated"]
+    return {"root": root, "overrides": overrides, "world": world, "shards": shards, "cfg": cfg}

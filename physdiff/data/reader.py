@@ -27,7 +27,10 @@ being read into Python, and never decoded. ``frames=True`` adds ``batch["frames"
 uint8; ``frames_to_float`` maps it to [0, 1] floats on the device when needed.
 
 A corrupt or truncated shard raises DataError naming the shard (default) or, with
-``skip_corrupt=True``, is counted in ``loader.skipped`` (samples read before the damage are kept).
+``skip_corrupt=True``, is counted in ``loader.skipped`` (samples read before the damage are kept)
+and reported on stderr with its running count. A member name that is absolute or contains ``..``
+is always an error naming the shard (a crafted shard, not a damaged one); members are read into
+memory only, never extracted, and nothing in a shard is unpickled (JSON, FLAC, ``.npy`` without pickle).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -104,20 +108,40 @@ def _iter_tar(url: str, frames: bool) -> Iterator[dict[str, Any]]:
     """Samples of one shard (members grouped by key), as webdataset's tar expander + group_by_keys."""
     from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
-    select = None if frames else (lambda name: not S.is_frame_member(name))
+    def select(name: str) -> bool:
+        _check_member_name(name)  # every regular member, before its bytes are read
+        return frames or not S.is_frame_member(name)
+
     with open(url, "rb") as f:
         cur: dict[str, Any] | None = None
-        for m in tar_file_iterator(f, select_files=select):  # errors propagate (default handler re-raises)
-            key, ext = base_plus_ext(m["fname"])
-            if key is None:
-                continue
-            if cur is None or cur["__key__"] != key:
-                if cur is not None:
-                    yield cur
-                cur = {"__key__": key, "__url__": url}
-            cur[ext] = m["data"]
+        try:
+            for m in tar_file_iterator(f, select_files=select):  # errors propagate (default handler re-raises)
+                key, ext = base_plus_ext(m["fname"])
+                if key is None:
+                    continue
+                if cur is None or cur["__key__"] != key:
+                    if cur is not None:
+                        yield cur
+                    cur = {"__key__": key, "__url__": url}
+                cur[ext] = m["data"]
+        except _UnsafeMember as e:  # never skippable: a crafted shard is not a damaged one
+            raise DataError(f"unsafe member name {e.name!r} in shard {url}: shard members must be plain relative "
+                            "names (no absolute path, no '..'); refusing to read this shard") from None
         if cur is not None:
             yield cur
+
+
+class _UnsafeMember(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _check_member_name(name: str) -> None:
+    """Reject member names that could escape a folder if anyone ever extracted the shard (tar slip)."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts or "\0" in name:
+        raise _UnsafeMember(name)
 
 
 def _decode(raw: dict[str, Any], spec: _Spec) -> dict[str, Any]:
@@ -250,7 +274,11 @@ class ShardLoader:
         dl = DataLoader(ds, batch_size=None, num_workers=self.num_workers, collate_fn=_as_is,
                         persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
         for batch in dl:
-            self.skipped += batch.pop(_SKIPS, [])
+            for notice in batch.pop(_SKIPS, []):
+                self.skipped.append(notice)
+                # Counted and said where it happens: stage logs show every skip with its running count.
+                print(f"[reader] skip {len(self.skipped)} (rank {self.spec.rank}, epoch {self.spec.epoch}): {notice}",
+                      file=sys.stderr, flush=True)
             if batch:
                 yield batch
 

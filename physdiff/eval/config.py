@@ -35,10 +35,24 @@ class EvalConfig:
     retrieval_chunk_size: int = nonsemantic(32768)
     retrieval_query_batch: int = nonsemantic(1024)
     batch_size: int = nonsemantic(64)  # classifier / sampler batch at evaluation
+    # --- sampling of the Table 1 rows (the paper: ancestral DDPM over all T steps, eta 1, guidance 1)
+    sampler: str = "ddpm"  # "ddpm" | "ddim"
+    sample_steps: int = 0  # 0 = all T steps
+    eta: float = 1.0  # sigma_t = eta * sqrt(posterior variance), eq. 9
+    guidance_scale: float = 1.0  # classifier-free guidance w (1 = plain conditional sampling)
+    sample_seed: int = 0  # the noise of every sampled clip (results are reproducible)
+    # --- generation from silent video (physdiff.stages.generate, cluster/generate.py): DDIM by default
+    generate_sampler: str = "ddim"
+    generate_steps: int = 50
+    generate_eta: float = 0.0
+    generate_split: str = "test"  # the split the generate stage renders, one folder per video
+    train_missing: bool = nonsemantic(True)  # evaluate trains the diffusion variants that have no finished run
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "tiny": {"classifier_backbone": "tiny", "classifier_epochs": 15, "kid_subsets": 50, "ddim_steps": (10, 25, 50)},
-        "debug": {"classifier_width": 8, "classifier_epochs": 2, "kid_subsets": 10, "ddim_steps": (10,)},
+        "tiny": {"classifier_backbone": "tiny", "classifier_epochs": 15, "kid_subsets": 50, "ddim_steps": (10, 25, 50),
+                 "sampler": "ddim", "sample_steps": 50, "eta": 0.0},
+        "debug": {"classifier_width": 8, "classifier_epochs": 2, "kid_subsets": 10, "ddim_steps": (10,),
+                  "sample_steps": 10, "generate_steps": 5},
     }
 
     def __post_init__(self) -> None:
@@ -46,5 +60,10 @@ class EvalConfig:
             raise ValueError(f"eval.classifier_backbone must be resnet50, resnet18 or tiny, got {self.classifier_backbone!r}")
         if self.kid_subsets < 1 or self.kid_subset_size < 2:
             raise ValueError("eval.kid_subsets must be >= 1 and eval.kid_subset_size >= 2")
+        for name in ("sampler", "generate_sampler"):
+            if getattr(self, name) not in ("ddpm", "ddim"):
+                raise ValueError(f"eval.{name} must be ddpm or ddim, got {getattr(self, name)!r}")
+        if self.sample_steps < 0 or self.generate_steps < 0 or self.eta < 0 or self.generate_eta < 0:
+            raise ValueError("eval.sample_steps, generate_steps, eta and generate_eta must be >= 0")
         if any(s < 1 for s in self.ddim_steps):
             raise ValueError(f"eval.ddim_steps must be positive, got {self.ddim_steps}")

@@ -29,6 +29,14 @@ TRAINING_STAGES: dict[str, str] = {
     "diffusion": "physdiff.stages.diffusion:DiffusionRecipe",
 }
 
+# Task stages: no training loop, one function ``fn(cfg) -> dict`` each, run after the training stages in
+# this order (the retrieval index, generation from the test videos, the Table 1 / Table 3 evaluation).
+TASK_STAGES: dict[str, str] = {
+    "index": "physdiff.stages.index:run_index",
+    "generate": "physdiff.stages.generate:run_generate",
+    "evaluate": "physdiff.stages.evaluate:run_evaluate",
+}
+
 WORLD_SECTIONS = ("seed", "world")
 SHARD_SECTIONS = ("seed", "world", "audio", "physics", "shards")
 
@@ -48,6 +56,18 @@ def get_recipe(name: str) -> Any:
         raise PhysdiffError(f"unknown stage '{name}'; training stages: {', '.join(TRAINING_STAGES)}")
     module, _, attr = TRAINING_STAGES[name].partition(":")
     return getattr(importlib.import_module(module), attr)()
+
+
+def task_stage_names() -> list[str]:
+    return list(TASK_STAGES)
+
+
+def run_task_stage(name: str, cfg: Any) -> dict[str, Any]:
+    """Run a task stage (index, generate, evaluate) in this process; returns its summary dict."""
+    if name not in TASK_STAGES:
+        raise PhysdiffError(f"unknown task stage '{name}'; task stages: {', '.join(TASK_STAGES)}")
+    module, _, attr = TASK_STAGES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(cfg)
 
 
 def world_dir(cfg: Any) -> Path:

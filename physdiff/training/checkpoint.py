@@ -182,4 +182,7 @@ def load_rank_rng(ckpt: Path, rank: int) -> dict[str, torch.Tensor] | None:
     path = ckpt / f"rng_rank{rank}.pt"
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # e.g. a pickled object (refused by weights_only): name the file
+        raise CheckpointError(f"cannot load checkpoint {path}: {e}") from e

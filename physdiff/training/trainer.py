@@ -295,6 +295,11 @@ def train(
             last_ckpt = save("epoch")
             if is_main and report_fn is not None:
                 report_fn(dict(metrics, epoch=epoch, step=step), last_ckpt)
+    except SystemExit:
+        # Ray Tune stops a trial (e.g. ASHA) by raising SystemExit from report_fn: not a failure.
+        if tracker:
+            tracker.finish("KILLED")
+        raise
     except BaseException:
         if tracker:
             tracker.finish("FAILED")
