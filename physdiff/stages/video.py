@@ -1,0 +1,280 @@
+"""The video stage (paper Sec. 3.3): a TSM ResNet material classifier whose pooled features are nu.
+
+Recipe for the engine (:mod:`physdiff.training.trainer`):
+
+- model: :class:`physdiff.models.video.VideoEncoder` (ResNet-50 + temporal shift over the 22 frames
+  around the hit in ``paper``; the narrow ``resnet_small`` in ``tiny``/``debug``), random initialisation
+  unless ``video.pretrained`` names a local torchvision state dict;
+- data: the shards' frames (``make_loader(frames=True)``, decoded in ``loader.num_workers`` workers) and
+  the clips' material labels in the dataset's full label set (17 Greatest Hits classes);
+- loss: cross-entropy of the material logits, after augmentation on tensors (random resized crop, flip,
+  colour jitter) drawn once per clip and applied to all its frames (:mod:`physdiff.data.augment`);
+- evaluation on the held-out split: loss, accuracy, balanced accuracy (mean per-class recall over the
+  classes present) and their chance levels (the majority class's share; 1 / classes present), plus a
+  confusion matrix figure;
+- export: nu (the time-averaged pooled features, (N, D_nu)) and the logits ((N, 17)) of every clip of
+  every split as side tables ``<run>/export/video-<split>.safetensors`` (joined to the shards by key, see
+  :mod:`physdiff.data.sidetable`) and ``<run>/export/manifest.json``; :func:`export_paths` gives them to
+  the diffusion stage (``make_loader(..., side_tables={"video": paths[split]})`` -> ``batch["video/nu"]``).
+
+    python cluster/launch.py --stage video --local --preset tiny           # this process (GPU or CPU)
+    python cluster/launch.py --stage video --cpu --procs 2 --preset debug  # 2 gloo processes (torchrun)
+    python cluster/launch.py --stage video --gpus 8                        # SLURM, 1 node x 8 GPUs
+
+The held-out split is ``test`` (the dataset has no separate validation split).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from physdiff.data.labels import GREATEST_HITS_MATERIALS
+from physdiff.errors import DataError
+from physdiff.training.recipe import EvalContext, Recipe
+
+EVAL_SPLIT = "test"
+EXPORT_FORMAT = "physdiff-video-export/1"
+
+
+class VideoRecipe(Recipe):
+    name = "video"
+    # The shards' content depends on (seed, world, audio, physics, shards); the rest is this stage's own.
+    sections = ("seed", "audio", "physics", "world", "shards", "loader", "train", "video")
+
+    def __init__(self) -> None:
+        self.shard_root: Path | None = None
+        self.num_train = 0
+
+    # ------------------------------------------------------------------ data
+    def setup(self, cfg: Any, rank: int, world_size: int) -> None:
+        from physdiff.data.reader import load_manifest
+        from physdiff.stages import shards_dir
+
+        self.shard_root = shards_dir(cfg)
+        man = load_manifest(self.shard_root, "train")  # DataError naming the file when missing
+        self.num_train = int(man["num_samples"])
+        nf = man.get("sample", {}).get("num_frames", cfg.video.num_frames)
+        if int(nf) != cfg.video.num_frames:
+            raise DataError(f"shards {self.shard_root} hold {nf} frames per clip but video.num_frames is "
+                            f"{cfg.video.num_frames} (TSM is built for it): rebuild the shards or change the config")
+
+    def num_train_batches(self, cfg: Any, world_size: int) -> int:
+        if cfg.train.batches_per_epoch > 0:
+            return cfg.train.batches_per_epoch
+        return max(1, self.num_train // (cfg.loader.batch_size * world_size))
+
+    def _loader(self, cfg: Any, split: str, mode: str, epoch: int = 0, rank: int | None = None,
+                world_size: int | None = None, batches: int | None = None) -> Any:
+        from physdiff.data.reader import make_loader
+
+        return make_loader(
+            self.shard_root, split, batch_size=cfg.loader.batch_size, mode=mode, frames=True, seed=cfg.seed,
+            epoch=epoch, num_workers=cfg.loader.num_workers, batches_per_epoch=batches,
+            shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt, rank=rank,
+            world_size=world_size,
+        )
+
+    def train_batches(self, cfg: Any, epoch: int, rank: int, world_size: int) -> Iterator[dict[str, Any]]:
+        nb = self.num_train_batches(cfg, world_size)
+        return iter(self._loader(cfg, "train", "train", epoch, rank, world_size, nb))
+
+    # ------------------------------------------------------------------ model and loss
+    def build_model(self, cfg: Any) -> nn.Module:
+        from physdiff.models.video import VideoEncoder
+
+        model = VideoEncoder.from_config(cfg.video, num_classes=len(GREATEST_HITS_MATERIALS))
+        if cfg.video.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # the encoder feeds NHWC frames to match
+        return model
+
+    def inputs(self, batch: dict[str, Any], cfg: Any, device: torch.device, train: bool) -> torch.Tensor:
+        """The batch's frames on ``device`` as floats in [0, 1] at ``video.frame_size``: augmented or not."""
+        from physdiff.data.augment import augment_clips, resize_clips
+        from physdiff.data.reader import frames_to_float
+
+        frames = batch["frames"].to(device, non_blocking=True)  # (B, T, 3, H, W) uint8: 4x less traffic than float
+        x = frames_to_float(frames)  # (B, T, 3, H, W)
+        size = cfg.video.frame_size
+        return augment_clips(x, cfg.video, size) if train else resize_clips(x, size)  # (B, T, 3, S, S)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        from physdiff.models.video import classification_loss
+
+        device = next(model.parameters()).device
+        x = self.inputs(batch, cfg, device, train=True)  # (B, T, 3, S, S)
+        labels = _labels(batch, device)  # (B,)
+        _nu, logits = model(x)  # (B, D_nu), (B, K)
+        loss = classification_loss(logits.float(), labels, cfg.video.label_smoothing)
+        acc = float((logits.detach().argmax(-1) == labels).float().mean())
+        return loss, {"acc": acc}
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, cfg: Any, split: str, max_batches: int = 0
+                ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(keys, nu (B, D) float32, logits (B, K) float32, labels (B,)) of every clip of ``split`` once, in order."""
+        device = next(model.parameters()).device
+        for bi, batch in enumerate(self._loader(cfg, split, "eval", rank=0, world_size=1)):
+            if max_batches and bi >= max_batches:
+                break
+            nu, logits = model(self.inputs(batch, cfg, device, train=False))  # (B, D), (B, K)
+            yield list(batch["key"]), nu.float().cpu(), logits.float().cpu(), batch["material"].cpu()
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, model: nn.Module, cfg: Any, ctx: EvalContext) -> dict[str, float]:
+        """Held-out loss, accuracy and balanced accuracy, with their chance levels, and a confusion matrix."""
+        from physdiff.data.reader import load_manifest
+
+        try:
+            load_manifest(self.shard_root, EVAL_SPLIT)
+        except DataError:
+            return {}
+        logits_all, labels_all = [], []
+        for _keys, _nu, logits, labels in self.predict(model, cfg, EVAL_SPLIT, cfg.train.eval_batches):
+            logits_all.append(logits)
+            labels_all.append(labels)
+        if not labels_all:
+            return {}
+        logits = torch.cat(logits_all)  # (N, K)
+        labels = torch.cat(labels_all)  # (N,)
+        m = classification_metrics(logits, labels)
+        out = {"val/loss": float(nn.functional.cross_entropy(logits, labels)), "val/acc": m["acc"],
+               "val/balanced_acc": m["balanced_acc"], "val/chance_acc": m["chance_acc"],
+               "val/chance_balanced_acc": m["chance_balanced_acc"], "val/clips": float(labels.numel())}
+        _write_confusion(ctx.media_dir, m["confusion"], ctx.epoch)
+        return out
+
+    # ------------------------------------------------------------------ export
+    def export(self, model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any]:
+        """nu and logits of every clip of every split as side tables, plus ``export/manifest.json``."""
+        from physdiff.data.layout import SPLITS
+        from physdiff.data.reader import load_manifest
+        from physdiff.data.sidetable import write_side_table
+        from physdiff.models.video import video_feature_dim
+
+        model.eval()
+        out_dir = run_dir / "export"
+        dim = video_feature_dim(cfg.video)
+        k = len(GREATEST_HITS_MATERIALS)
+        manifest: dict[str, Any] = {
+            "format": EXPORT_FORMAT, "stage": "video", "run_dir": str(run_dir), "shard_root": str(self.shard_root),
+            "backbone": cfg.video.backbone, "feature_dim": dim, "num_classes": k,
+            "classes": list(GREATEST_HITS_MATERIALS),
+            "arrays": {"nu": f"(N, {dim}) time-averaged pooled TSM features (the visual latent)",
+                       "logits": f"(N, {k}) material logits over 'classes'"},
+            "splits": {},
+        }
+        for split in SPLITS:
+            try:
+                sman = load_manifest(self.shard_root, split)
+            except DataError:
+                continue
+            keys: list[str] = []
+            nus, logits, labels = [], [], []
+            for kb, nu, lg, lb in self.predict(model, cfg, split):
+                keys += kb
+                nus.append(nu)
+                logits.append(lg)
+                labels.append(lb)
+            if len(keys) != int(sman["num_samples"]):
+                raise DataError(f"video export of split {split}: read {len(keys)} clips but the manifest of "
+                                f"{self.shard_root / split} lists {sman['num_samples']}")
+            nu_all = torch.cat(nus) if nus else torch.zeros(0, dim)  # (N, D)
+            lg_all = torch.cat(logits) if logits else torch.zeros(0, k)  # (N, K)
+            if nu_all.shape[1:] != (dim,):
+                raise DataError(f"video export of split {split}: nu has shape {tuple(nu_all.shape)}, "
+                                f"expected (N, {dim})")
+            path = write_side_table(out_dir / f"video-{split}.safetensors", keys, {"nu": nu_all, "logits": lg_all},
+                                    {"producer": "video", "run_dir": str(run_dir), "split": split,
+                                     "shards_config_hash": sman.get("config_hash", ""), "feature_dim": dim,
+                                     "backbone": cfg.video.backbone})
+            entry: dict[str, Any] = {"path": path.name, "count": len(keys),
+                                     "shards_config_hash": sman.get("config_hash", "")}
+            if keys:
+                met = classification_metrics(lg_all, torch.cat(labels))
+                entry.update({"acc": met["acc"], "balanced_acc": met["balanced_acc"], "chance_acc": met["chance_acc"]})
+            manifest["splits"][split] = entry
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.replace(out_dir / "manifest.json")
+        return {split: str(out_dir / v["path"]) for split, v in manifest["splits"].items()}
+
+
+def export_paths(run_dir: str | Path) -> dict[str, Path]:
+    """{split: side table path} of a finished video run (what the diffusion stage passes as side_tables)."""
+    run_dir = Path(run_dir)
+    man_path = run_dir / "export" / "manifest.json"
+    if not man_path.exists():
+        raise DataError(f"no video export in {run_dir}: train the video stage first (cluster/launch.py --stage video)")
+    man = json.loads(man_path.read_text())
+    if man.get("format") != EXPORT_FORMAT:
+        raise DataError(f"{man_path}: format {man.get('format')!r} is not {EXPORT_FORMAT!r}")
+    return {split: run_dir / "export" / v["path"] for split, v in man["splits"].items()}
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Accuracy, balanced accuracy (mean recall over the classes present in ``labels``) and chance levels.
+
+    Chance: ``chance_acc`` is the share of the most frequent class (the best constant guess's accuracy);
+    ``chance_balanced_acc`` is 1 / (classes present), the balanced accuracy of any constant guess.
+    logits (N, K), labels (N,) -> floats and the (K, K) confusion matrix (rows: truth, columns: prediction).
+    """
+    k = logits.shape[-1]
+    pred = logits.argmax(-1)  # (N,)
+    conf = torch.zeros(k, k, dtype=torch.long)
+    conf.index_put_((labels.long(), pred.long()), torch.ones_like(labels, dtype=torch.long), accumulate=True)
+    support = conf.sum(1)  # (K,)
+    present = support > 0
+    recall = conf.diag()[present].double() / support[present].double()  # (K_present,)
+    n = int(labels.numel())
+    return {
+        "acc": float(conf.diag().sum()) / max(n, 1),
+        "balanced_acc": float(recall.mean()) if present.any() else 0.0,
+        "chance_acc": float(support.max()) / max(n, 1),
+        "chance_balanced_acc": 1.0 / max(int(present.sum()), 1),
+        "confusion": conf,
+    }
+
+
+def _labels(batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+    labels = torch.as_tensor(batch["material"], dtype=torch.long)  # (B,)
+    k = len(GREATEST_HITS_MATERIALS)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        bad = [key for key, y in zip(batch["key"], labels.tolist()) if not 0 <= y < k]
+        raise DataError(f"material label outside the {k} Greatest Hits classes for clip(s) {bad[:3]}")
+    return labels.to(device)
+
+
+def _write_confusion(media_dir: Path, conf: torch.Tensor, epoch: int) -> None:
+    """confusion.json and a confusion matrix figure over the classes present (truth rows, prediction columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    media_dir.mkdir(parents=True, exist_ok=True)
+    used = ((conf.sum(0) + conf.sum(1)) > 0).nonzero().flatten().tolist()
+    names = [GREATEST_HITS_MATERIALS[i] for i in used]
+    sub = conf[used][:, used].numpy()
+    (media_dir / "confusion.json").write_text(json.dumps({"classes": names, "confusion": sub.tolist()}) + "\n")
+    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(names), 1.0 + 0.45 * len(names)))
+    rows = np.maximum(sub.sum(1, keepdims=True), 1)
+    ax.imshow(sub / rows, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if sub[i, j]:
+                ax.text(j, i, str(sub[i, j]), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"video classifier, held-out, epoch {epoch}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(media_dir / "confusion.png", dpi=80)
+    plt.close(fig)
