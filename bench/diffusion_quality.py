@@ -1,0 +1,208 @@
+"""Is the material recognisable in spectrograms the diffusion model generates from ground-truth (mu, nu)?
+
+    python bench/diffusion_quality.py                          # tiny world (48 videos), CPU, ~10-20 min quiet
+    python bench/diffusion_quality.py --videos 24 --diffusion-epochs 10 --variants ours,video
+    python bench/diffusion_quality.py --data-root /tmp/dq --out dq.json
+
+Pipeline, all real stages on a generated world (``tiny`` preset, ``world.videos`` raised so the test
+split has enough clips per material for an accuracy to mean something):
+
+1. synthetic world -> shards (``physdiff.world``, ``physdiff.data.build``);
+2. prior stage (w, gamma), video stage (nu), each for a few epochs (``--prior-epochs``, ``--video-epochs``);
+3. the diffusion stage per variant (``--variants``, default ``ours``), ``--diffusion-epochs`` epochs;
+4. a spectrogram material classifier (``SpecClassifier``, the ``tiny`` backbone of ``cfg.eval``) trained
+   on the *real* training spectrograms;
+5. for every test clip, one spectrogram sampled (DDIM, ``--steps``, eta 0) with the clip's ground-truth
+   condition (its own priors -> mu, its own nu), and once more with the conditions shuffled among the
+   test clips (a control: if the condition drives the material, the classifier then follows the shuffled
+   clip's label, not the clip's own).
+
+Reported: classifier accuracy and balanced accuracy on real test spectrograms (the ceiling), on the
+generated ones, and on the shuffled-condition ones (scored against the shuffled labels), against
+chance (majority share and 1 / classes present). Prints a table; ``--out`` writes JSON.
+Stage runs are cached in the data folder by config hash, so a rerun only redoes what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def build_data(args: argparse.Namespace, base: list[str]) -> Any:
+    from physdiff.config import resolve_config
+    from physdiff.data.build import build_shards
+    from physdiff.data.reader import load_manifest
+    from physdiff.errors import DataError
+    from physdiff.stages import shards_dir, world_dir
+    from physdiff.world import generate_world
+
+    cfg = resolve_config("tiny", base)
+    try:
+        load_manifest(shards_dir(cfg), "test")
+        _log(f"shards reused: {shards_dir(cfg)}")
+        return cfg
+    except DataError:
+        pass
+    t = time.time()
+    generate_world(world_dir(cfg), cfg.world, cfg.seed, progress=False)
+    s = build_shards(world_dir(cfg), shards_dir(cfg), cfg, workers=2)
+    _log(f"world + shards in {time.time() - t:.0f} s: {s['splits']['train']['written']} train, "
+         f"{s['splits']['test']['written']} test clips")
+    return cfg
+
+
+def stage(name: str, preset: str, overrides: list[str]) -> Path:
+    from physdiff.config import resolve_config
+    from physdiff.training.run import train_stage
+
+    t = time.time()
+    r = train_stage(resolve_config(preset, overrides), name)
+    _log(f"{name}: {r.status} at step {r.step} in {time.time() - t:.0f} s ({r.run_dir})")
+    metrics = {k: round(v, 4) for k, v in r.metrics.items() if k.startswith("val/") and not k.startswith("val/denoise_loss_t")}
+    _log(f"{name} metrics: {metrics}")
+    return r.run_dir
+
+
+def collect(recipe: Any, cfg: Any, split: str) -> dict[str, Any]:
+    """Every clip of ``split``: x_0 spectrograms, conditioner inputs (GT priors, nu, ...), labels."""
+    xs, labels, inputs = [], [], []
+    for batch in recipe.loader(cfg, split, "eval"):
+        x0, inp = recipe.inputs(batch, cfg, torch.device("cpu"))
+        xs.append(x0)
+        labels.append(torch.as_tensor(batch["material"]))
+        inputs.append(inp)
+    return {"x0": torch.cat(xs), "label": torch.cat(labels),
+            "inputs": {k: torch.cat([i[k] for i in inputs]) for k in inputs[0]}}
+
+
+def train_classifier(cfg: Any, train: dict[str, Any], seed: int) -> torch.nn.Module:
+    from physdiff.data.labels import GREATEST_HITS_MATERIALS
+    from physdiff.models.spec_classifier import build_spec_classifier
+
+    torch.manual_seed(seed)
+    e = cfg.eval
+    clf = build_spec_classifier(len(GREATEST_HITS_MATERIALS), e)
+    opt = torch.optim.AdamW(clf.parameters(), lr=e.classifier_lr, weight_decay=e.classifier_weight_decay)
+    x, y = train["x0"], train["label"]
+    g = torch.Generator().manual_seed(seed)
+    clf.train()
+    for _ in range(e.classifier_epochs):
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), e.classifier_batch_size):
+            idx = perm[i : i + e.classifier_batch_size]
+            loss = torch.nn.functional.cross_entropy(clf(x[idx])[0], y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return clf.eval()
+
+
+@torch.no_grad()
+def scores(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    from physdiff.stages.video import classification_metrics
+
+    logits = torch.cat([clf(x[i : i + 64])[0] for i in range(0, len(x), 64)])  # (N, K)
+    m = classification_metrics(logits, y)
+    return {k: float(v) for k, v in m.items() if k != "confusion"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default=None, help="default: <data folder>/bench-diffusion-quality")
+    ap.add_argument("--videos", type=int, default=48, help="world.videos of the tiny world (tiny default: 12)")
+    ap.add_argument("--prior-epochs", type=int, default=3)
+    ap.add_argument("--video-epochs", type=int, default=6)
+    ap.add_argument("--diffusion-epochs", type=int, default=30)
+    ap.add_argument("--variants", default="ours", help="comma-separated diffusion variants")
+    ap.add_argument("--steps", type=int, default=25, help="DDIM steps per sample")
+    ap.add_argument("--guidance", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+
+    from physdiff.paths import data_root
+    from physdiff.stages.diffusion import DiffusionRecipe, load_diffusion
+
+    root = Path(args.data_root or data_root() / "bench-diffusion-quality").resolve()
+    common = [f"paths.data_root={root}", f"world.videos={args.videos}", "tracking.enabled=false",
+              "train.progress=false", "tracking.audio_examples=2"]
+    t0 = time.time()
+    cfg = build_data(args, common)
+    prior_run = stage("prior", "tiny", [*common, f"train.epochs={args.prior_epochs}"])
+    video_run = stage("video", "tiny", [*common, f"train.epochs={args.video_epochs}"])
+    results: dict[str, Any] = {"videos": args.videos, "steps": args.steps, "guidance": args.guidance, "variants": {}}
+    clf = None
+    for variant in args.variants.split(","):
+        # Evaluate (held-out loss + media) only after the last epoch: this bench measures the samples below.
+        over = [*common, f"train.epochs={args.diffusion_epochs}", f"train.eval_every={args.diffusion_epochs}",
+                f"diffusion.variant={variant}",
+                f"diffusion.prior_run={prior_run}", f"diffusion.video_run={video_run}"]
+        run = stage("diffusion", "tiny", over)
+        loaded = load_diffusion(run)
+        recipe = DiffusionRecipe()
+        recipe.setup(loaded.cfg, 0, 1)
+        if clf is None:
+            train, test = collect(recipe, loaded.cfg, "train"), collect(recipe, loaded.cfg, "test")
+            t = time.time()
+            clf = train_classifier(loaded.cfg, train, args.seed)
+            _log(f"classifier: {len(train['label'])} real training spectrograms, {time.time() - t:.0f} s")
+            real = scores(clf, test["x0"], test["label"])
+            results.update(train_clips=len(train["label"]), test_clips=len(test["label"]), real=real)
+        else:  # same shards and labels; the inputs (x0 for video_spec) do not depend on the variant
+            test = collect(recipe, loaded.cfg, "test")
+        n = len(test["label"])
+        g = torch.Generator().manual_seed(args.seed)
+        perm = torch.randperm(n, generator=g)
+        shuffled = {k: v[perm] for k, v in test["inputs"].items()}
+        t = time.time()
+        with torch.no_grad():
+            gen = loaded.model.sample(test["inputs"], generator=torch.Generator().manual_seed(args.seed + 1),
+                                      sampler="ddim", steps=args.steps, eta=0.0, guidance_scale=args.guidance)
+            gen_sh = loaded.model.sample(shuffled, generator=torch.Generator().manual_seed(args.seed + 1),
+                                         sampler="ddim", steps=args.steps, eta=0.0, guidance_scale=args.guidance)
+        _log(f"{variant}: sampled {2 * n} spectrograms in {time.time() - t:.0f} s")
+        results["variants"][variant] = {
+            "run_dir": str(run),
+            "generated": scores(clf, gen, test["label"]),
+            "shuffled_vs_condition_label": scores(clf, gen_sh, test["label"][perm]),
+            "shuffled_vs_own_label": scores(clf, gen_sh, test["label"]),
+            "spec_mse": float(((gen - test["x0"]) ** 2).mean()),
+        }
+    results["seconds"] = round(time.time() - t0, 1)
+
+    real = results["real"]
+    print(f"\ndiffusion quality, tiny world ({args.videos} videos: {results['train_clips']} train / "
+          f"{results['test_clips']} test clips), DDIM-{args.steps}, guidance {args.guidance}")
+    print(f"chance: majority {real['chance_acc']:.3f}, balanced {real['chance_balanced_acc']:.3f}")
+    print(f"{'spectrograms':44s} {'acc':>6s} {'bal.acc':>8s}")
+    print(f"{'real test clips':44s} {real['acc']:6.3f} {real['balanced_acc']:8.3f}")
+    for v, r in results["variants"].items():
+        rows = (("generated, GT condition", r["generated"]),
+                ("generated, shuffled cond. vs its label", r["shuffled_vs_condition_label"]),
+                ("generated, shuffled cond. vs clip label", r["shuffled_vs_own_label"]))
+        for name, s in rows:
+            print(f"{v + ': ' + name:44s} {s['acc']:6.3f} {s['balanced_acc']:8.3f}")
+        print(f"{v + ': spectrogram MSE vs real':44s} {r['spec_mse']:6.3f}")
+    print(f"total {results['seconds']:.0f} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    sys.exit(main())
