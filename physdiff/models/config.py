@@ -21,6 +21,7 @@ class VideoConfig:
     """The visual encoder: a ResNet with temporal shift (TSM) over the clip's frames, pooled to nu."""
 
     backbone: str = "resnet50"  # "resnet50" | "resnet18" (torchvision) | "resnet_small" (CPU-sized)
+    epochs: int = 0  # 0 -> train.epochs
     small_widths: tuple[int, ...] = (16, 32, 64, 128)  # channel widths of "resnet_small"'s four stages
     small_blocks: tuple[int, ...] = (1, 1, 1, 1)  # BasicBlocks per stage of "resnet_small"
     pretrained: str = ""  # local torchvision state-dict path (torch.load(weights_only=True)); "" = random init
@@ -70,6 +71,7 @@ class VideoConfig:
 class DiffusionConfig:
     """The denoiser (U-Net), its conditioning (mu, nu, ablations), the DDPM schedule and the sampler."""
 
+    epochs: int = 0  # 0 -> train.epochs
     # --- conditioning (paper Sec. 3.3 and the baselines of Table 1)
     variant: str = "ours"  # "ours" (mu + nu) | "video" (nu) | "video_label" (nu + class) | "video_spec" (nu + spec latent)
     cond_dropout: float = 0.1  # probability of the learned null condition in training (classifier-free guidance)

@@ -75,6 +75,7 @@ class PriorConfig:
     """
 
     residual_dims: int = 100
+    epochs: int = 0  # 0 -> train.epochs
     d_model: int = 256
     layers: int = 4
     heads: int = 4

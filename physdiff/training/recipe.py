@@ -35,6 +35,16 @@ class Recipe:
     # Config keys (top-level fields or sections) that define this stage's result: its run hash.
     sections: tuple[str, ...] = ("seed", "train")
 
+    def num_epochs(self, cfg: Any) -> int:
+        """Epochs of this stage: ``<stage section>.epochs`` when set (> 0), else ``train.epochs``.
+
+        Stages differ in cost by orders of magnitude (the prior converges in a few epochs, the
+        diffusion model needs many), so one pipeline config can size each; the stage section is
+        part of the stage's run hash, so changing one stage's epochs reruns only that stage.
+        """
+        own = getattr(getattr(cfg, self.name, None), "epochs", 0) or 0
+        return int(own) if own > 0 else int(cfg.train.epochs)
+
     def setup(self, cfg: Any, rank: int, world_size: int) -> None:
         """Called once per process before anything else (find data, count batches)."""
 

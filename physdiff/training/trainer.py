@@ -165,6 +165,7 @@ def train(
     own_flag = stop_flag is None
     flag = stop_flag or StopFlag().install()
     nb = recipe.num_train_batches(cfg, world)
+    n_epochs = recipe.num_epochs(cfg)
     if nb < 1:
         raise PhysdiffError(f"stage {recipe.name}: no training batches for {world} rank(s); is the training split empty?")
     accum = tc.grad_accum
@@ -175,7 +176,7 @@ def train(
     if is_main and tc.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=tc.epochs * nb, initial=min(epoch * nb + cursor, tc.epochs * nb), desc=recipe.name,
+        bar = tqdm(total=n_epochs * nb, initial=min(epoch * nb + cursor, n_epochs * nb), desc=recipe.name,
                    dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
 
     def save(tag: str) -> Path:
@@ -205,7 +206,7 @@ def train(
     status = "finished"
     t_log, clips_since, loss_sum, loss_n = time.time(), 0, 0.0, 0
     try:
-        while epoch < tc.epochs and status == "finished":
+        while epoch < n_epochs and status == "finished":
             local_bad = 0.0
             group_loss = 0.0
             for i, batch in enumerate(_isolated(recipe.train_batches(cfg, epoch, rank, world))):
@@ -284,7 +285,7 @@ def train(
             # ---- epoch end
             scheduler.step()
             epoch, cursor = epoch + 1, 0
-            if epoch % tc.eval_every == 0 or epoch == tc.epochs:
+            if epoch % tc.eval_every == 0 or epoch == n_epochs:
                 if is_main:
                     ev = _evaluate(recipe, raw, ema, cfg, run_dir, epoch, step)
                     metrics.update(ev)
