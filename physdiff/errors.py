@@ -27,7 +27,8 @@ def run_cli(main: Callable[[], int | None]) -> None:
 
     try:
         rc = main()
-    except (PhysdiffError, ConfigError, FileNotFoundError, NotADirectoryError) as e:
+    except (PhysdiffError, ConfigError, FileNotFoundError, NotADirectoryError, FileExistsError, IsADirectoryError,
+            PermissionError) as e:
         if os.environ.get("PHYSDIFF_DEBUG"):
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
