@@ -303,20 +303,22 @@ class DiffusionRecipe(Recipe):
             for split in self.tables:
                 keys: list[str] = []
                 parts: list[Tensor] = []
+                loader = self.loader(cfg, split, "eval")
                 with torch.no_grad():
-                    for batch in self.loader(cfg, split, "eval"):
+                    for batch in loader:
                         x0, inp = self.inputs(batch, cfg, device)
                         parts.append(condition_latent(model, inp).float().cpu())  # (B, L)
                         keys += [str(k) for k in batch["key"]]
                 n_split = int(load_manifest(self.shard_root, split)["num_samples"])
-                if len(keys) != n_split:
+                # With loader.skip_corrupt the clips of skipped shards/samples are missing: recorded, not fatal.
+                if len(keys) != n_split and not (cfg.loader.skip_corrupt and loader.skipped):
                     raise DataError(f"diffusion export of split {split}: read {len(keys)} clips but the "
                                     f"manifest of {self.shard_root / split} lists {n_split}")
                 arr = torch.cat(parts) if parts else torch.zeros(0, 1)  # (N, L)
                 path = write_side_table(out_dir / f"diffusion-{split}.safetensors", keys, {latent: arr},
                                         {"producer": "diffusion", "run_dir": str(run_dir), "split": split,
                                          "variant": cfg.diffusion.variant, "latent": latent})
-                manifest["splits"][split] = {"path": path.name, "count": len(keys)}
+                manifest["splits"][split] = {"path": path.name, "count": len(keys), "skipped": list(loader.skipped)}
                 exports[split] = str(path)
         tmp = out_dir / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -179,14 +179,16 @@ class PriorRecipe(Recipe):
                 continue
             keys: list[str] = []
             ws, gs = [], []
+            loader = self._loader(cfg, split, "eval", rank=0, world_size=1)
             with torch.no_grad():
-                for batch in self._loader(cfg, split, "eval", rank=0, world_size=1):
+                for batch in loader:
                     audio = torch.as_tensor(batch["audio"], dtype=torch.float32).to(device)  # (B, T)
                     w, g = model(normalize_spectrogram(log_magnitude(audio, cfg.audio), cfg.audio))  # (B, M) x 2
                     keys += list(batch["key"])
                     ws.append(w.float().cpu())
                     gs.append(g.float().cpu())
-            if len(keys) != int(sman["num_samples"]):
+            # With loader.skip_corrupt the clips of skipped shards/samples are missing: recorded, not fatal.
+            if len(keys) != int(sman["num_samples"]) and not (cfg.loader.skip_corrupt and loader.skipped):
                 raise DataError(f"prior export of split {split}: read {len(keys)} clips but the manifest of "
                                 f"{self.shard_root / split} lists {sman['num_samples']}")
             m = cfg.prior.residual_dims
@@ -195,7 +197,7 @@ class PriorRecipe(Recipe):
             path = write_side_table(out_dir / f"prior-{split}.safetensors", keys, {"weight": w_all, "gamma": g_all},
                                     {"producer": "prior", "run_dir": str(run_dir), "split": split,
                                      "shards_config_hash": sman.get("config_hash", ""), "residual_dims": m})
-            manifest["splits"][split] = {"path": path.name, "count": len(keys),
+            manifest["splits"][split] = {"path": path.name, "count": len(keys), "skipped": list(loader.skipped),
                                          "shards_config_hash": sman.get("config_hash", "")}
         tmp = out_dir / "manifest.json.tmp"
         out_dir.mkdir(parents=True, exist_ok=True)
