@@ -34,13 +34,14 @@ import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from physdiff.errors import DataError
-from physdiff.training.recipe import EvalContext, Recipe
+from physdiff.stages.base import ShardRecipe
+from physdiff.training.recipe import EvalContext
 
 EVAL_SPLIT = "test"
 EXPORT_FORMAT = "physdiff-diffusion-export/1"
@@ -129,14 +130,13 @@ def condition_inputs(batch: Mapping[str, Any], device: torch.device | str, x0: T
 # ----------------------------------------------------------------------------- the recipe
 
 
-class DiffusionRecipe(Recipe):
+class DiffusionRecipe(ShardRecipe):
     name = "diffusion"
     # The exports it reads depend on the prior and video sections too: they are part of this run's identity.
     sections = ("seed", "audio", "physics", "world", "shards", "loader", "train", "prior", "video", "diffusion")
 
     def __init__(self) -> None:
-        self.shard_root: Path | None = None
-        self.num_train = 0
+        super().__init__()
         self.tables: dict[str, dict[str, Any]] = {}  # split -> {"prior": SideTable, "video": SideTable}
         self.nu_dim = 0
         self.sources: dict[str, Any] = {}
@@ -146,15 +146,8 @@ class DiffusionRecipe(Recipe):
         from physdiff.data.layout import SPLITS
         from physdiff.data.reader import load_manifest
         from physdiff.data.sidetable import read_side_table
-        from physdiff.stages import shards_dir
 
-        self.shard_root = shards_dir(cfg)
-        man = load_manifest(self.shard_root, "train")
-        self.num_train = int(man["num_samples"])
-        sr, n = int(man["sample"]["sample_rate"]), int(man["sample"]["num_samples"])
-        if sr != cfg.audio.sample_rate or n != cfg.audio.num_samples:
-            raise DataError(f"shards {self.shard_root} hold {n} samples at {sr} Hz but the config expects "
-                            f"{cfg.audio.num_samples} at {cfg.audio.sample_rate} Hz: rebuild them with this preset")
+        super().setup(cfg, rank, world_size)  # shard root, training-split size, clip format
         needed = ["video"] + (["prior"] if cfg.diffusion.variant == "ours" else [])
         exports = {stage: upstream_exports(cfg, stage) for stage in needed}
         self.sources = {stage: {s: str(p) for s, p in e.items()} for stage, e in exports.items()}
@@ -186,28 +179,11 @@ class DiffusionRecipe(Recipe):
                                     f"{cfg.prior.residual_dims}) (prior.residual_dims), got "
                                     f"{ {k: v.shape for k, v in prior.arrays.items()} }")
 
-    def num_train_batches(self, cfg: Any, world_size: int) -> int:
-        if cfg.train.batches_per_epoch > 0:
-            return cfg.train.batches_per_epoch
-        return max(1, self.num_train // (cfg.loader.batch_size * world_size))
-
-    def loader(self, cfg: Any, split: str, mode: str = "eval", epoch: int = 0, rank: int | None = 0,
-               world_size: int | None = 1, batches: int | None = None) -> Any:
-        """Batches of ``split`` with the upstream side tables joined (audio, modes, priors, nu; no frames)."""
-        from physdiff.data.reader import make_loader
-
+    def side_tables(self, split: str) -> dict[str, Any]:
+        """The prior and video exports of ``split`` (read in ``setup``)."""
         if split not in self.tables:
             raise DataError(f"no '{split}' split under {self.shard_root}")
-        return make_loader(
-            self.shard_root, split, batch_size=cfg.loader.batch_size, mode=mode, frames=False, seed=cfg.seed,
-            epoch=epoch, num_workers=cfg.loader.num_workers, batches_per_epoch=batches,
-            shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt,
-            side_tables=self.tables[split], rank=rank, world_size=world_size,
-        )
-
-    def train_batches(self, cfg: Any, epoch: int, rank: int, world_size: int) -> Iterator[dict[str, Any]]:
-        nb = self.num_train_batches(cfg, world_size)
-        return iter(self.loader(cfg, "train", "train", epoch, rank, world_size, nb))
+        return self.tables[split]
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self, cfg: Any) -> nn.Module:

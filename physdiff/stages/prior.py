@@ -21,61 +21,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from physdiff.errors import DataError
-from physdiff.training.recipe import EvalContext, Recipe
+from physdiff.stages.base import ShardRecipe
+from physdiff.training.recipe import EvalContext
 
 EVAL_SPLIT = "test"
 
 
-class PriorRecipe(Recipe):
+class PriorRecipe(ShardRecipe):
     name = "prior"
     sections = ("seed", "audio", "physics", "world", "shards", "loader", "train", "prior")
 
     def __init__(self) -> None:
+        super().__init__()
         self._noise: nn.Module | None = None
         self._mrstft: nn.Module | None = None
-        self.shard_root: Path | None = None
-        self.num_train = 0
-
-    # ------------------------------------------------------------------ data
-    def setup(self, cfg: Any, rank: int, world_size: int) -> None:
-        from physdiff.data.reader import load_manifest
-        from physdiff.stages import shards_dir
-
-        self.shard_root = shards_dir(cfg)
-        man = load_manifest(self.shard_root, "train")  # DataError naming the file when missing
-        self.num_train = int(man["num_samples"])
-        sr = int(man["sample"]["sample_rate"])
-        if sr != cfg.audio.sample_rate or int(man["sample"]["num_samples"]) != cfg.audio.num_samples:
-            raise DataError(
-                f"shards {self.shard_root} hold {man['sample']['num_samples']} samples at {sr} Hz but the config "
-                f"expects {cfg.audio.num_samples} at {cfg.audio.sample_rate} Hz: rebuild them with this preset"
-            )
-
-    def num_train_batches(self, cfg: Any, world_size: int) -> int:
-        if cfg.train.batches_per_epoch > 0:
-            return cfg.train.batches_per_epoch
-        return max(1, self.num_train // (cfg.loader.batch_size * world_size))
-
-    def _loader(self, cfg: Any, split: str, mode: str, epoch: int = 0, rank: int | None = None,
-                world_size: int | None = None, batches: int | None = None) -> Any:
-        from physdiff.data.reader import make_loader
-
-        return make_loader(
-            self.shard_root, split, batch_size=cfg.loader.batch_size, mode=mode, frames=False, seed=cfg.seed,
-            epoch=epoch, num_workers=cfg.loader.num_workers, batches_per_epoch=batches,
-            shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt, rank=rank,
-            world_size=world_size,
-        )
-
-    def train_batches(self, cfg: Any, epoch: int, rank: int, world_size: int) -> Iterator[dict[str, Any]]:
-        nb = self.num_train_batches(cfg, world_size)
-        return iter(self._loader(cfg, "train", "train", epoch, rank, world_size, nb))
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self, cfg: Any) -> nn.Module:
@@ -139,7 +104,7 @@ class PriorRecipe(Recipe):
         tot_modal = tot_full = 0.0
         n = 0
         shown = 0
-        for bi, batch in enumerate(self._loader(cfg, EVAL_SPLIT, "eval", rank=0, world_size=1)):
+        for bi, batch in enumerate(self.loader(cfg, EVAL_SPLIT, "eval", rank=0, world_size=1)):
             if cfg.train.eval_batches and bi >= cfg.train.eval_batches:
                 break
             out = self.forward(model, batch, cfg)
@@ -179,7 +144,7 @@ class PriorRecipe(Recipe):
                 continue
             keys: list[str] = []
             ws, gs = [], []
-            loader = self._loader(cfg, split, "eval", rank=0, world_size=1)
+            loader = self.loader(cfg, split, "eval", rank=0, world_size=1)
             with torch.no_grad():
                 for batch in loader:
                     audio = torch.as_tensor(batch["audio"], dtype=torch.float32).to(device)  # (B, T)

@@ -36,53 +36,26 @@ from torch import nn
 
 from physdiff.data.labels import GREATEST_HITS_MATERIALS
 from physdiff.errors import DataError
-from physdiff.training.recipe import EvalContext, Recipe
+from physdiff.stages.base import ShardRecipe
+from physdiff.training.recipe import EvalContext
 
 EVAL_SPLIT = "test"
 EXPORT_FORMAT = "physdiff-video-export/1"
 
 
-class VideoRecipe(Recipe):
+class VideoRecipe(ShardRecipe):
     name = "video"
     # The shards' content depends on (seed, world, audio, physics, shards); the rest is this stage's own.
     sections = ("seed", "audio", "physics", "world", "shards", "loader", "train", "video")
 
-    def __init__(self) -> None:
-        self.shard_root: Path | None = None
-        self.num_train = 0
+    frames = True  # the only stage that decodes the 22 frames
 
     # ------------------------------------------------------------------ data
-    def setup(self, cfg: Any, rank: int, world_size: int) -> None:
-        from physdiff.data.reader import load_manifest
-        from physdiff.stages import shards_dir
-
-        self.shard_root = shards_dir(cfg)
-        man = load_manifest(self.shard_root, "train")  # DataError naming the file when missing
-        self.num_train = int(man["num_samples"])
-        nf = man.get("sample", {}).get("num_frames", cfg.video.num_frames)
+    def check_shards(self, manifest: dict[str, Any], cfg: Any) -> None:
+        nf = manifest.get("sample", {}).get("num_frames", cfg.video.num_frames)
         if int(nf) != cfg.video.num_frames:
             raise DataError(f"shards {self.shard_root} hold {nf} frames per clip but video.num_frames is "
                             f"{cfg.video.num_frames} (TSM is built for it): rebuild the shards or change the config")
-
-    def num_train_batches(self, cfg: Any, world_size: int) -> int:
-        if cfg.train.batches_per_epoch > 0:
-            return cfg.train.batches_per_epoch
-        return max(1, self.num_train // (cfg.loader.batch_size * world_size))
-
-    def _loader(self, cfg: Any, split: str, mode: str, epoch: int = 0, rank: int | None = None,
-                world_size: int | None = None, batches: int | None = None) -> Any:
-        from physdiff.data.reader import make_loader
-
-        return make_loader(
-            self.shard_root, split, batch_size=cfg.loader.batch_size, mode=mode, frames=True, seed=cfg.seed,
-            epoch=epoch, num_workers=cfg.loader.num_workers, batches_per_epoch=batches,
-            shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt, rank=rank,
-            world_size=world_size,
-        )
-
-    def train_batches(self, cfg: Any, epoch: int, rank: int, world_size: int) -> Iterator[dict[str, Any]]:
-        nb = self.num_train_batches(cfg, world_size)
-        return iter(self._loader(cfg, "train", "train", epoch, rank, world_size, nb))
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self, cfg: Any) -> nn.Module:
@@ -119,7 +92,7 @@ class VideoRecipe(Recipe):
                 ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(keys, nu (B, D) float32, logits (B, K) float32, labels (B,)) of every clip of ``split`` once, in order."""
         device = next(model.parameters()).device
-        for bi, batch in enumerate(self._loader(cfg, split, "eval", rank=0, world_size=1)):
+        for bi, batch in enumerate(self.loader(cfg, split, "eval", rank=0, world_size=1)):
             if max_batches and bi >= max_batches:
                 break
             nu, logits = model(self.inputs(batch, cfg, device, train=False))  # (B, D), (B, K)
