@@ -16,6 +16,7 @@ import argparse
 import resource
 import time
 
+import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 

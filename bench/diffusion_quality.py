@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import numpy as np
 import torch
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
 

@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 
+import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
 from physdiff.retrieval import query

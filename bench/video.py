@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from scipy import signal  # noqa: E402

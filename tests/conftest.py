@@ -10,8 +10,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Tests share 2 cores with each other's subprocesses: keep intra-op threads modest.
+# Tests share 2 cores with each other's subprocesses: keep intra-op threads modest, and never let
+# OpenMP threads spin-wait (see physdiff/__init__.py: ~30x slower small ops on a busy 2-core box).
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Ray writes a token file and enforces auth by default; tests run it locally only.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
