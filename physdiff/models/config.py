@@ -42,8 +42,8 @@ class VideoConfig:
     channels_last: bool = nonsemantic(True)  # NHWC convolutions (faster on CPUs and tensor cores)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "tiny": {"backbone": "resnet_small", "frame_size": 64},
-        "debug": {"frame_size": 32, "small_widths": (8, 16, 32, 64)},
+        "tiny": {"backbone": "resnet_small", "frame_size": 64, "epochs": 20},
+        "debug": {"frame_size": 32, "small_widths": (8, 16, 32, 64), "epochs": 0},
     }
 
     def validate(self) -> None:
@@ -123,6 +123,7 @@ class DiffusionConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 257 x 32 spectrogram: no attention at full resolution, three levels, small physics MLPs.
         "tiny": {
+            "epochs": 30,  # the diffusion model needs far more steps than the prior or the classifier
             "width": 16,
             "channel_mults": (1, 2, 4),
             "blocks_per_level": 1,
@@ -140,7 +141,7 @@ class DiffusionConfig:
             "spec_latent_dim": 64,
             "eval_sample_steps": 25,
         },
-        "debug": {"width": 8, "channel_mults": (1, 2), "attn_levels": (1,), "physics_hidden": 64, "timesteps": 100,
+        "debug": {"epochs": 0, "width": 8, "channel_mults": (1, 2), "attn_levels": (1,), "physics_hidden": 64, "timesteps": 100,
                   "eval_sample_steps": 5, "eval_t_grid": 4},
     }
 

@@ -320,7 +320,7 @@ def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None 
         from physdiff.stages.diffusion import load_diffusion
 
         T = int(load_diffusion(runs["ours"]).model.schedule.num_timesteps)
-        settings = [("ddim", s, 0.0) for s in e.ddim_steps if s <= T] + [("ddpm", None, 1.0)]
+        settings = [("ddim", s, 0.0) for s in e.ddim_steps if s <= T] + ([("ddpm", None, 1.0)] if e.table3_ddpm else [])
         for sampler, steps, eta in settings:
             key = ("ours", sampler, steps, eta)
             if key not in cache:

@@ -42,7 +42,7 @@ class WorldConfig:
     clean: bool = False
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "tiny": {"videos": 12, "hits_per_video": 10, "size": 64},
+        "tiny": {"videos": 40, "hits_per_video": 12, "size": 64},  # ~330 train / ~80 test clips
         "debug": {"videos": 4, "hits_per_video": 4, "size": 32},
     }
 
