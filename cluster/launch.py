@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--slurm", action="store_true", help="with --cpu: submit the CPU processes to SLURM")
     ap.add_argument("--dry-run", action="store_true", help="print the config, the sbatch script and checks; submit nothing")
     ap.add_argument("--wait", action="store_true", help="SLURM mode: wait for the job and print its result")
+    ap.add_argument("--after", default="", help="SLURM mode: start only after these job ids succeed (comma-separated)")
     ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in the data folder)")
     ap.add_argument("--data-root", default=None, help="data folder (default: $PHYSDIFF_DATA or ./data)")
     add_config_args(ap)
@@ -92,7 +93,15 @@ def slurm_parameters(args: argparse.Namespace, cfg: Any, stage: str) -> dict[str
         params["cpus_per_task"] = args.cpus_per_task
     if args.partition:
         params["slurm_partition"] = args.partition
+    params.update(_dependency(args))
     return params
+
+
+def _dependency(args: argparse.Namespace) -> dict[str, Any]:
+    """``--after 12,13`` -> sbatch ``--dependency=afterok:12:13`` (the ``--stage all`` chain)."""
+    ids = [i.strip() for i in (args.after or "").split(",") if i.strip()]
+    # kill-on-invalid-dep: when an upstream job fails, its dependants are cancelled instead of pending forever.
+    return {"slurm_additional_parameters": {"dependency": "afterok:" + ":".join(ids), "kill-on-invalid-dep": "yes"}} if ids else {}
 
 
 def job_folder(cfg: Any, stage: str, run_hash: str) -> Path:
@@ -180,21 +189,13 @@ def run_local(cfg: Any, stage: str, run_dir: Path) -> Launch:
 # ----------------------------------------------------------------------------- task stages
 
 
-def _task_job(cfg_dict: dict[str, Any], stage: str) -> dict[str, Any]:
-    """What a SLURM task-stage job runs (module level, so submitit can import it)."""
-    from physdiff.config import Config, from_dict
-    from physdiff.stages import run_task_stage
-
-    return run_task_stage(stage, from_dict(Config, cfg_dict))
-
-
 def run_task(args: argparse.Namespace, cfg: Any, stage: str) -> Launch:
     """A task stage (index, generate, evaluate): in this process (--local / --cpu), else one SLURM task."""
     if args.dry_run:
         print(cfg.to_json())
         print(f"task stage {stage}: would run physdiff.stages.run_task_stage('{stage}', cfg)")
         return Launch("dry-run", stage)
-    if args.local or args.cpu:
+    if args.local or (args.cpu and not args.slurm):
         from physdiff.stages import run_task_stage
 
         result = run_task_stage(stage, cfg)
@@ -204,12 +205,15 @@ def run_task(args: argparse.Namespace, cfg: Any, stage: str) -> Launch:
     folder = cfg.paths.root() / "jobs" / f"{stage}-{cfg.hash()}"
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
     params: dict[str, Any] = {"name": f"physdiff-{stage}", "nodes": 1, "tasks_per_node": 1, "timeout_min": args.time}
-    if args.gpus:
+    if args.gpus and not args.cpu:
         params["gpus_per_node"] = 1  # generation and evaluation run on one device
     if args.partition:
         params["slurm_partition"] = args.partition
+    params.update(_dependency(args))
     ex.update_parameters(**params)
-    job = ex.submit(_task_job, cfg.to_dict(), stage)
+    from physdiff.stages import run_task_stage
+
+    job = ex.submit(run_task_stage, stage, cfg)  # library function + Config dataclass: importable on the node
     print(f"submitted job {job.job_id} ({stage}); logs in {job.paths.folder}")
     out = Launch("slurm", stage, job=job, job_folder=Path(job.paths.folder))
     if args.wait:
