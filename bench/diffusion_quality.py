@@ -133,6 +133,9 @@ def main() -> int:
     ap.add_argument("--guidance", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--reuse-preset", default=None,
+                    help="score the finished 'ours' diffusion run of this preset in --data-root (e.g. the README main "
+                         "job's: --reuse-preset tiny --data-root data) instead of training new stage runs")
     args = ap.parse_args()
 
     from physdiff.paths import data_root
@@ -142,17 +145,27 @@ def main() -> int:
     common = [f"paths.data_root={root}", f"world.videos={args.videos}", "tracking.enabled=false",
               "train.progress=false", "tracking.audio_examples=2"]
     t0 = time.time()
-    cfg = build_data(args, common)
-    prior_run = stage("prior", "tiny", [*common, f"train.epochs={args.prior_epochs}"])
-    video_run = stage("video", "tiny", [*common, f"train.epochs={args.video_epochs}"])
+    if args.reuse_preset:
+        from physdiff.config import resolve_config
+        from physdiff.stages import stage_run_dir
+
+        main_cfg = resolve_config(args.reuse_preset, [f"paths.data_root={root}"])
+        reused = stage_run_dir(main_cfg, "diffusion")
+        if not (reused / "DONE.json").exists():
+            raise SystemExit(f"error: no finished diffusion run at {reused}; run the main job first")
+        args.variants, args.videos = "ours", main_cfg.world.videos
+    else:
+        cfg = build_data(args, common)
+        prior_run = stage("prior", "tiny", [*common, f"train.epochs={args.prior_epochs}"])
+        video_run = stage("video", "tiny", [*common, f"train.epochs={args.video_epochs}"])
     results: dict[str, Any] = {"videos": args.videos, "steps": args.steps, "guidance": args.guidance, "variants": {}}
     clf = None
     for variant in args.variants.split(","):
         # Evaluate (held-out loss + media) only after the last epoch: this bench measures the samples below.
-        over = [*common, f"train.epochs={args.diffusion_epochs}", f"train.eval_every={args.diffusion_epochs}",
+        over = [] if args.reuse_preset else [*common, f"train.epochs={args.diffusion_epochs}", f"train.eval_every={args.diffusion_epochs}",
                 f"diffusion.variant={variant}",
                 f"diffusion.prior_run={prior_run}", f"diffusion.video_run={video_run}"]
-        run = stage("diffusion", "tiny", over)
+        run = reused if args.reuse_preset else stage("diffusion", "tiny", over)
         loaded = load_diffusion(run)
         recipe = DiffusionRecipe()
         recipe.setup(loaded.cfg, 0, 1)
