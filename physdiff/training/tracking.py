@@ -15,6 +15,7 @@ Default store: ``sqlite:///<data_root>/mlflow.db`` with artifacts in ``<data_roo
 from __future__ import annotations
 
 import json
+import sys
 import math
 import os
 import time
@@ -110,8 +111,10 @@ class Tracker:
                 self.run_id = run.info.run_id
                 c.set_tag(rid, "physdiff.resumes", str(int(run.data.tags.get("physdiff.resumes", "0")) + 1))
                 return self.run_id
-            except Exception:
-                rid = None  # the store was reset: open a new run below
+            except Exception as e:  # the store was reset or moved: say so, then open a new run below
+                print(f"[tracking] MLflow run {rid} is not in {self.uri} ({type(e).__name__}); opening a new run",
+                      file=sys.stderr)
+                rid = None
         exp = c.get_experiment_by_name(self.cfg.tracking.experiment)
         if exp is None:
             loc = None
