@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from physdiff.checksum import file_sha256
 from physdiff.data import layout, media, sample
 from physdiff.data.labels import UNKNOWN, material_index
 from physdiff.errors import DataError
@@ -298,14 +299,6 @@ def _estimate(clips: list[_Clip], cfg: Any) -> list[np.ndarray]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _add_member(tf: "tarfile.TarFile", name: str, data: bytes) -> None:
     import io
     import tarfile
@@ -335,7 +328,7 @@ def _write_shard(path: Path, clips: list[_Clip], modes: list[np.ndarray], cfg: A
             _add_member(tf, f"{c.key}.{sample.META_EXT}", sample.encode_meta(meta))
             _add_member(tf, f"{c.key}.{sample.FRAMES_EXT}", jpgs)
     os.replace(tmp, path)
-    return {"name": f"{path.parent.name}/{path.name}", "count": len(clips), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {"name": f"{path.parent.name}/{path.name}", "count": len(clips), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def part_path(out: Path, task: Task) -> Path:
@@ -355,7 +348,7 @@ def task_done(out: Path, task: Task) -> dict[str, Any] | None:
         return None
     for s in part["shards"]:
         f = out / s["name"]
-        if not f.exists() or f.stat().st_size != s["bytes"] or _sha256(f) != s["sha256"]:
+        if not f.exists() or f.stat().st_size != s["bytes"] or file_sha256(f) != s["sha256"]:
             return None
     return part
 

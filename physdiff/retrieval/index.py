@@ -29,7 +29,6 @@ the lower row index wins, exactly as a stable sort of the full distance matrix w
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from physdiff.checksum import file_sha256
 from physdiff.errors import DataError
 
 __all__ = [
@@ -104,14 +104,6 @@ def _check_finite(x: torch.Tensor, what: str) -> None:
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).any(dim=-1).sum()) if x.dim() == 2 else -1
         raise DataError(f"{what} contains NaN or infinite values ({bad} rows)")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_index(
@@ -179,7 +171,7 @@ def build_index(
             "value_dim": int(values.shape[1]),
             "created": full.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "file": path.name,
-            "sha256": _sha256(path),
+            "sha256": file_sha256(path),
         }
     )
     mpath = manifest_path(path)
@@ -207,7 +199,7 @@ def load_index(path: str | Path, device: str | torch.device = "cpu", verify_hash
         raise DataError(f"retrieval index manifest {mpath} is not valid JSON: {e}") from None
     if manifest.get("format") != INDEX_FORMAT:
         raise DataError(f"{mpath}: unknown index format {manifest.get('format')!r} (expected {INDEX_FORMAT})")
-    if verify_hash and manifest.get("sha256") != _sha256(path):
+    if verify_hash and manifest.get("sha256") != file_sha256(path):
         raise DataError(f"{path}: sha256 differs from its manifest {mpath.name} (file changed or truncated)")
     try:
         tensors = load_file(str(path), device=str(device))

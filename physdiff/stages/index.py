@@ -22,7 +22,6 @@ An index whose manifest names the same diffusion weights and data is reused; any
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import torch
 
+from physdiff.checksum import file_sha256
 from physdiff.errors import DataError
 
 INDEX_DIR = "index"
@@ -39,14 +39,6 @@ INDEX_FILE = "index.safetensors"
 def index_path(diffusion_run_dir: str | Path) -> Path:
     """Where the retrieval index of a diffusion run lives."""
     return Path(diffusion_run_dir) / INDEX_DIR / INDEX_FILE
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_manifest_hash(shard_root: str | Path, split: str = "train") -> str:
