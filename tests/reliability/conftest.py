@@ -19,38 +19,14 @@ from typing import Any
 
 import pytest
 
+from tests.standins import write_video_export
+
 REPO = Path(__file__).resolve().parents[2]
 NU_DIM = 16
 # Quiet, fast and deterministic diffusion settings shared by the suite (tiny step counts, one
 # evaluation at the end with 2 DDIM steps, metrics every step so tests can watch progress).
 DIFF_FAST = ["train.progress=false", "loader.num_workers=0", "train.log_every=1", "tracking.audio_examples=1",
              "diffusion.eval_sample_steps=2", "train.eval_every=1000", "loader.batch_size=2"]
-
-
-def _write_stand_in_video_export(run_dir: Path, shard_root: Path) -> None:
-    import torch
-
-    from physdiff.data.labels import GREATEST_HITS_MATERIALS
-    from physdiff.data.reader import make_loader
-    from physdiff.data.sidetable import write_side_table
-    from physdiff.stages.video import EXPORT_FORMAT
-
-    k = len(GREATEST_HITS_MATERIALS)
-    proj = torch.randn(k, NU_DIM, generator=torch.Generator().manual_seed(0))  # (K, D)
-    man: dict[str, Any] = {"format": EXPORT_FORMAT, "stage": "video", "run_dir": str(run_dir), "splits": {}}
-    for split in ("train", "test"):
-        keys, labels = [], []
-        for b in make_loader(shard_root, split, batch_size=8, mode="eval"):
-            keys += list(b["key"])
-            labels.append(b["material"])
-        y = torch.nn.functional.one_hot(torch.cat(labels), k).float()  # (N, K)
-        g = torch.Generator().manual_seed(7 + len(split))
-        nu = y @ proj + 0.1 * torch.randn(len(keys), NU_DIM, generator=g)  # (N, D)
-        logits = 3 * y + 0.1 * torch.randn(len(keys), k, generator=g)  # (N, K)
-        path = write_side_table(run_dir / "export" / f"video-{split}.safetensors", keys, {"nu": nu, "logits": logits},
-                                {"producer": "reliability stand-in"})
-        man["splits"][split] = {"path": path.name, "count": len(keys)}
-    (run_dir / "export" / "manifest.json").write_text(json.dumps(man))
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +42,7 @@ def diff_env(debug_data: dict) -> dict:
     assert prior.status in ("finished", "skipped")
     video_run = root / "reliability-video-run"
     if not (video_run / "export" / "manifest.json").exists():
-        _write_stand_in_video_export(video_run, debug_data["shards"])
+        write_video_export(video_run, debug_data["shards"], NU_DIM, seed=7, producer="reliability stand-in")
     over = [*DIFF_FAST, f"diffusion.prior_run={prior.run_dir}", f"diffusion.video_run={video_run}"]
     return {"root": root, "shards": Path(debug_data["shards"]), "overrides": over,
             "data_overrides": list(debug_data["overrides"])}

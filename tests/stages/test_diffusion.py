@@ -21,37 +21,13 @@ import pytest
 import torch
 
 from physdiff.config import resolve_config
+from tests.standins import write_video_export
 
 REPO = Path(__file__).resolve().parents[2]
 NU_DIM = 24
 # Fast, quiet settings shared by every run here (part of the run hash, so runs are reused within the session).
 FAST = ["tracking.enabled=false", "train.progress=false", "loader.num_workers=0", "train.log_every=1",
         "tracking.audio_examples=1"]
-
-
-def _write_fake_video_export(run_dir: Path, shard_root: Path) -> None:
-    """nu / logits side tables for every split (see the module docstring), in the video export format."""
-    from physdiff.data.labels import GREATEST_HITS_MATERIALS
-    from physdiff.data.reader import make_loader
-    from physdiff.data.sidetable import write_side_table
-    from physdiff.stages.video import EXPORT_FORMAT
-
-    k = len(GREATEST_HITS_MATERIALS)
-    proj = torch.randn(k, NU_DIM, generator=torch.Generator().manual_seed(0))  # (K, D): the fixed projection
-    man = {"format": EXPORT_FORMAT, "stage": "video", "run_dir": str(run_dir), "splits": {}}
-    for split in ("train", "test"):
-        keys, labels = [], []
-        for b in make_loader(shard_root, split, batch_size=8, mode="eval"):
-            keys += list(b["key"])
-            labels.append(b["material"])
-        y = torch.nn.functional.one_hot(torch.cat(labels), k).float()  # (N, K)
-        g = torch.Generator().manual_seed(1 + len(split))
-        nu = y @ proj + 0.1 * torch.randn(len(keys), NU_DIM, generator=g)  # (N, D)
-        logits = 3 * y + 0.1 * torch.randn(len(keys), k, generator=g)  # (N, K)
-        path = write_side_table(run_dir / "export" / f"video-{split}.safetensors", keys, {"nu": nu, "logits": logits},
-                                {"producer": "test stand-in"})
-        man["splits"][split] = {"path": path.name, "count": len(keys)}
-    (run_dir / "export" / "manifest.json").write_text(json.dumps(man))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +41,7 @@ def diff_data(debug_data: dict) -> dict:
     assert prior.status in ("finished", "skipped")
     video_run = root / "stand-in-video-run"
     if not (video_run / "export" / "manifest.json").exists():
-        _write_fake_video_export(video_run, debug_data["shards"])
+        write_video_export(video_run, debug_data["shards"], NU_DIM, seed=1, producer="test stand-in")
     over = [*debug_data["overrides"], *FAST, f"diffusion.prior_run={prior.run_dir}", f"diffusion.video_run={video_run}"]
     return {"overrides": over, "root": root}
 
