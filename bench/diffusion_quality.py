@@ -1,6 +1,8 @@
 """Is the material recognisable in spectrograms the diffusion model generates from ground-truth (mu, nu)?
 
     python bench/diffusion_quality.py                          # tiny world (48 videos), CPU, ~10-20 min quiet
+    python bench/diffusion_quality.py --reuse-preset tiny --data-root data   # score the README main job's model
+    python bench/diffusion_quality.py --reuse-preset tiny --data-root data/quality world.videos=60 diffusion.epochs=30
     python bench/diffusion_quality.py --videos 24 --diffusion-epochs 10 --variants ours,video
     python bench/diffusion_quality.py --data-root /tmp/dq --out dq.json
 
@@ -10,16 +12,23 @@ split has enough clips per material for an accuracy to mean something):
 1. synthetic world -> shards (``physdiff.world``, ``physdiff.data.build``);
 2. prior stage (w, gamma), video stage (nu), each for a few epochs (``--prior-epochs``, ``--video-epochs``);
 3. the diffusion stage per variant (``--variants``, default ``ours``), ``--diffusion-epochs`` epochs;
-4. a spectrogram material classifier (``SpecClassifier``, the ``tiny`` backbone of ``cfg.eval``) trained
-   on the *real* training spectrograms;
-5. for every test clip, one spectrogram sampled (DDIM, ``--steps``, eta 0) with the clip's ground-truth
-   condition (its own priors -> mu, its own nu), and once more with the conditions shuffled among the
-   test clips (a control: if the condition drives the material, the classifier then follows the shuffled
-   clip's label, not the clip's own).
+4. the evaluate stage's spectrogram material classifier (``physdiff.stages.evaluate.train_classifier``:
+   the ``tiny`` backbone and augmentation of ``cfg.eval``, seeded by ``cfg.seed``) trained on the *real*
+   training spectrograms, or reused from ``<data>/runs/classifier-<hash>``;
+5. per split of ``--splits`` (``--max-clips`` evenly spaced clips each), one spectrogram sampled (DDIM,
+   ``--steps``, eta 0) with the clip's ground-truth condition (its own priors -> mu, its own nu), and once
+   more with the conditions shuffled among the clips (a control: if the condition drives the material,
+   the classifier then follows the shuffled clip's label, not the clip's own).
 
-Reported: classifier accuracy and balanced accuracy on real test spectrograms (the ceiling), on the
-generated ones, and on the shuffled-condition ones (scored against the shuffled labels), against
-chance (majority share and 1 / classes present). Prints a table; ``--out`` writes JSON.
+Why two splits: in the generated world a material's sound depends strongly on the room of its
+recording, and the classifier recognises the material of held-out *test* recordings barely above
+chance (the real-clip row is its ceiling). On *training* recordings it knows the material; there,
+"recognisable" means: generated from a clip's (mu, nu), the spectrogram is classified like the real
+clip, and with shuffled conditions the prediction follows the condition.
+
+Reported per split: classifier accuracy and balanced accuracy on the real spectrograms (the ceiling),
+on the generated ones, and on the shuffled-condition ones (against the shuffled and the own labels),
+with chance (majority share and 1 / classes present). Prints a table; ``--out`` writes JSON.
 Stage runs are cached in the data folder by config hash, so a rerun only redoes what changed.
 """
 
@@ -90,26 +99,31 @@ def collect(recipe: Any, cfg: Any, split: str) -> dict[str, Any]:
             "inputs": {k: torch.cat([i[k] for i in inputs]) for k in inputs[0]}}
 
 
-def train_classifier(cfg: Any, train: dict[str, Any], seed: int) -> torch.nn.Module:
-    from physdiff.data.labels import GREATEST_HITS_MATERIALS
-    from physdiff.models.spec_classifier import build_spec_classifier
+def subset(clips: dict[str, Any], n: int) -> dict[str, Any]:
+    """At most ``n`` clips, evenly spaced over the split (every material and video, deterministic)."""
+    total = len(clips["label"])
+    if n <= 0 or n >= total:
+        return clips
+    idx = torch.linspace(0, total - 1, n).round().long()
+    return {"x0": clips["x0"][idx], "label": clips["label"][idx], "inputs": {k: v[idx] for k, v in clips["inputs"].items()}}
 
-    torch.manual_seed(seed)
-    e = cfg.eval
-    clf = build_spec_classifier(len(GREATEST_HITS_MATERIALS), e)
-    opt = torch.optim.AdamW(clf.parameters(), lr=e.classifier_lr, weight_decay=e.classifier_weight_decay)
-    x, y = train["x0"], train["label"]
-    g = torch.Generator().manual_seed(seed)
-    clf.train()
-    for _ in range(e.classifier_epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), e.classifier_batch_size):
-            idx = perm[i : i + e.classifier_batch_size]
-            loss = torch.nn.functional.cross_entropy(clf(x[idx])[0], y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return clf.eval()
+
+def score_split(model: Any, clf: torch.nn.Module, clips: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Sample every clip with its own GT condition and with a shuffled one; score both and the real clips."""
+    n = len(clips["label"])
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed))
+    shuffled = {k: v[perm] for k, v in clips["inputs"].items()}
+    t = time.time()
+    with torch.no_grad():
+        kw = dict(sampler="ddim", steps=args.steps, eta=0.0, guidance_scale=args.guidance)
+        gen = model.sample(clips["inputs"], generator=torch.Generator().manual_seed(args.seed + 1), **kw)  # (n, 1, F, N)
+        gen_sh = model.sample(shuffled, generator=torch.Generator().manual_seed(args.seed + 1), **kw)  # (n, 1, F, N)
+    _log(f"sampled {2 * n} spectrograms in {time.time() - t:.0f} s")
+    return {"real": scores(clf, clips["x0"], clips["label"]),
+            "generated": scores(clf, gen, clips["label"]),
+            "shuffled_vs_condition_label": scores(clf, gen_sh, clips["label"][perm]),
+            "shuffled_vs_own_label": scores(clf, gen_sh, clips["label"]),
+            "spec_mse": float(((gen - clips["x0"]) ** 2).mean())}
 
 
 @torch.no_grad()
@@ -131,11 +145,17 @@ def main() -> int:
     ap.add_argument("--variants", default="ours", help="comma-separated diffusion variants")
     ap.add_argument("--steps", type=int, default=25, help="DDIM steps per sample")
     ap.add_argument("--guidance", type=float, default=1.0)
+    ap.add_argument("--splits", default="test,train",
+                    help="score GT-conditioned samples of these splits: 'test' (held-out recordings, which the "
+                         "metric classifier barely recognises in this world) and 'train' (recordings it knows)")
+    ap.add_argument("--max-clips", type=int, default=80, help="clips per split (evenly spaced; 0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--reuse-preset", default=None,
                     help="score the finished 'ours' diffusion run of this preset in --data-root (e.g. the README main "
                          "job's: --reuse-preset tiny --data-root data) instead of training new stage runs")
+    ap.add_argument("overrides", nargs="*", help="with --reuse-preset: the key=value overrides of the run to score "
+                                                 "(e.g. those bench/quality.py passes)")
     args = ap.parse_args()
 
     from physdiff.paths import data_root
@@ -145,17 +165,18 @@ def main() -> int:
     common = [f"paths.data_root={root}", f"world.videos={args.videos}", "tracking.enabled=false",
               "train.progress=false", "tracking.audio_examples=2"]
     t0 = time.time()
+    from physdiff.config import resolve_config
+
     if args.reuse_preset:
-        from physdiff.config import resolve_config
         from physdiff.stages import stage_run_dir
 
-        main_cfg = resolve_config(args.reuse_preset, [f"paths.data_root={root}"])
+        main_cfg = resolve_config(args.reuse_preset, [*args.overrides, f"paths.data_root={root}"])
         reused = stage_run_dir(main_cfg, "diffusion")
         if not (reused / "DONE.json").exists():
             raise SystemExit(f"error: no finished diffusion run at {reused}; run the main job first")
         args.variants, args.videos = "ours", main_cfg.world.videos
     else:
-        cfg = build_data(args, common)
+        build_data(args, common)
         prior_run = stage("prior", "tiny", [*common, f"train.epochs={args.prior_epochs}"])
         video_run = stage("video", "tiny", [*common, f"train.epochs={args.video_epochs}"])
     results: dict[str, Any] = {"videos": args.videos, "steps": args.steps, "guidance": args.guidance, "variants": {}}
@@ -170,47 +191,37 @@ def main() -> int:
         recipe = DiffusionRecipe()
         recipe.setup(loaded.cfg, 0, 1)
         if clf is None:
-            train, test = collect(recipe, loaded.cfg, "train"), collect(recipe, loaded.cfg, "test")
+            from physdiff.stages.evaluate import train_classifier
+
             t = time.time()
-            clf = train_classifier(loaded.cfg, train, args.seed)
-            _log(f"classifier: {len(train['label'])} real training spectrograms, {time.time() - t:.0f} s")
-            real = scores(clf, test["x0"], test["label"])
-            results.update(train_clips=len(train["label"]), test_clips=len(test["label"]), real=real)
-        else:  # same shards and labels; the inputs (x0 for video_spec) do not depend on the variant
-            test = collect(recipe, loaded.cfg, "test")
-        n = len(test["label"])
-        g = torch.Generator().manual_seed(args.seed)
-        perm = torch.randperm(n, generator=g)
-        shuffled = {k: v[perm] for k, v in test["inputs"].items()}
-        t = time.time()
-        with torch.no_grad():
-            gen = loaded.model.sample(test["inputs"], generator=torch.Generator().manual_seed(args.seed + 1),
-                                      sampler="ddim", steps=args.steps, eta=0.0, guidance_scale=args.guidance)
-            gen_sh = loaded.model.sample(shuffled, generator=torch.Generator().manual_seed(args.seed + 1),
-                                         sampler="ddim", steps=args.steps, eta=0.0, guidance_scale=args.guidance)
-        _log(f"{variant}: sampled {2 * n} spectrograms in {time.time() - t:.0f} s")
-        results["variants"][variant] = {
-            "run_dir": str(run),
-            "generated": scores(clf, gen, test["label"]),
-            "shuffled_vs_condition_label": scores(clf, gen_sh, test["label"][perm]),
-            "shuffled_vs_own_label": scores(clf, gen_sh, test["label"]),
-            "spec_mse": float(((gen - test["x0"]) ** 2).mean()),
-        }
+            # the classifier of the current config (an older run's config.json may predate its settings)
+            clf_cfg = main_cfg if args.reuse_preset else resolve_config("tiny", common)
+            clf, info = train_classifier(clf_cfg, torch.device("cpu"), progress=False)
+            _log(f"classifier: {info.get('train_clips', '?')} real training spectrograms, {time.time() - t:.0f} s")
+            results["train_clips"] = info.get("train_clips")
+        per_split = {}
+        for split in args.splits.split(","):
+            clips = subset(collect(recipe, loaded.cfg, split), args.max_clips)
+            per_split[split] = score_split(loaded.model, clf, clips, args)
+            results.setdefault("real", {})[split] = per_split[split].pop("real")
+            results.setdefault("clips", {})[split] = len(clips["label"])
+        results["variants"][variant] = {"run_dir": str(run), **per_split}
     results["seconds"] = round(time.time() - t0, 1)
 
-    real = results["real"]
-    print(f"\ndiffusion quality, tiny world ({args.videos} videos: {results['train_clips']} train / "
-          f"{results['test_clips']} test clips), DDIM-{args.steps}, guidance {args.guidance}")
-    print(f"chance: majority {real['chance_acc']:.3f}, balanced {real['chance_balanced_acc']:.3f}")
-    print(f"{'spectrograms':44s} {'acc':>6s} {'bal.acc':>8s}")
-    print(f"{'real test clips':44s} {real['acc']:6.3f} {real['balanced_acc']:8.3f}")
-    for v, r in results["variants"].items():
-        rows = (("generated, GT condition", r["generated"]),
-                ("generated, shuffled cond. vs its label", r["shuffled_vs_condition_label"]),
-                ("generated, shuffled cond. vs clip label", r["shuffled_vs_own_label"]))
-        for name, s in rows:
-            print(f"{v + ': ' + name:44s} {s['acc']:6.3f} {s['balanced_acc']:8.3f}")
-        print(f"{v + ': spectrogram MSE vs real':44s} {r['spec_mse']:6.3f}")
+    print(f"\ndiffusion quality, tiny world ({args.videos} videos, {results['train_clips']} training clips), "
+          f"DDIM-{args.steps}, guidance {args.guidance}")
+    print(f"{'spectrograms':52s} {'acc':>6s} {'bal.acc':>8s} {'chance':>7s} {'bal.ch.':>7s}")
+    for split, real in results["real"].items():
+        ch = f"{real['chance_acc']:7.3f} {real['chance_balanced_acc']:7.3f}"
+        label = f"real {split} clips ({results['clips'][split]})"
+        print(f"{label:52s} {real['acc']:6.3f} {real['balanced_acc']:8.3f} {ch}")
+        for v, r in results["variants"].items():
+            rows = (("GT condition", r[split]["generated"]),
+                    ("shuffled cond. vs its label", r[split]["shuffled_vs_condition_label"]),
+                    ("shuffled cond. vs clip label", r[split]["shuffled_vs_own_label"]))
+            for name, sc in rows:
+                print(f"{f'{v}, {split}: {name}':52s} {sc['acc']:6.3f} {sc['balanced_acc']:8.3f}")
+            print(f"{f'{v}, {split}: spectrogram MSE vs real':52s} {r[split]['spec_mse']:6.3f}")
     print(f"total {results['seconds']:.0f} s")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -1,14 +1,16 @@
 """The quality benchmark: Table 1 / Table 3 analogues and the Fig. 5a sweep on a larger generated world.
 
 Runs the real pipeline (``cluster/launch.py --stage all --local``) on the ``tiny`` preset with a
-larger world and longer diffusion training than the README's main job, every Table 1 variant and
-the DDPM-1000 row of Table 3, then the residual-dims sweep (``sweeps/residual_dims.py``), and
-writes ``docs/results.md`` with the command, the seeds and every table. Sized for ≤ 60 minutes on a
-2-core CPU::
+larger world and longer diffusion training than the README's main job and every Table 1 variant,
+then scores material recognisability of samples from ground-truth conditions
+(``bench/diffusion_quality.py --reuse-preset``) and runs the residual-dims sweep
+(``sweeps/residual_dims.py``), and writes ``docs/results.md`` with the command, the seeds and every
+table. Sized for ≤ 60 minutes on a 2-core CPU::
 
     python bench/quality.py                              # writes docs/results.md
     python bench/quality.py --videos 60 --diffusion-epochs 40 --seed 1 --out /tmp/results.md
     python bench/quality.py --skip-sweep                 # Table 1 / Table 3 only
+    python bench/quality.py --ddpm                       # + Table 3's ancestral DDPM-1000 row (~9 s per test clip on 2 cores)
 
 Everything lives under ``--data-root`` (default ``data/quality``), so a rerun skips the stages that
 are already complete for the same config (the run folders are named by config hashes).
@@ -43,6 +45,27 @@ def _latest(root: Path, pattern: str) -> Path:
     return found[-1]
 
 
+def recognisability_md(r: dict) -> str:
+    """bench/diffusion_quality.py's JSON as a Markdown table (accuracy / balanced accuracy per row)."""
+    rows = ["| clips | spectrograms | acc. (%) | bal. acc. (%) | chance acc. / bal. (%) | spec. MSE |",
+            "|---|---|---|---|---|---|"]
+    for split, real in r["real"].items():
+        n = r["clips"][split]
+        chance = f"{100 * real['chance_acc']:.1f} / {100 * real['chance_balanced_acc']:.1f}"
+        rows.append(f"| {split} ({n}) | real recordings | {100 * real['acc']:.1f} | {100 * real['balanced_acc']:.1f} | {chance} | — |")
+        for v, res in r["variants"].items():
+            x = res[split]
+            for name, key in (("generated, own condition", "generated"),
+                              ("generated, shuffled condition, vs the condition's label", "shuffled_vs_condition_label"),
+                              ("generated, shuffled condition, vs the clip's own label", "shuffled_vs_own_label")):
+                mse = f"{x['spec_mse']:.4f}" if key == "generated" else "—"
+                rows.append(f"| {split} ({n}) | {v}: {name} | {100 * x[key]['acc']:.1f} | "
+                            f"{100 * x[key]['balanced_acc']:.1f} | | {mse} |")
+    return (f"DDIM-{r['steps']}, guidance {r['guidance']}, one sample per clip, scored by the evaluate stage's metric "
+            "classifier. A condition drives the material when the shuffled-condition samples follow the "
+            "condition's label rather than the clip's own.\n\n" + "\n".join(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", type=Path, default=REPO / "data" / "quality")
@@ -50,7 +73,8 @@ def main() -> None:
     ap.add_argument("--hits", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--video-epochs", type=int, default=20)
-    ap.add_argument("--diffusion-epochs", type=int, default=40)
+    ap.add_argument("--diffusion-epochs", type=int, default=25)
+    ap.add_argument("--ddpm", action="store_true", help="add Table 3's ancestral DDPM over all T steps (slow on a CPU)")
     ap.add_argument("--sweep-dims", default="0,10,25,50,100,200")
     ap.add_argument("--sweep-lr", default="5e-4,2e-3")
     ap.add_argument("--sweep-epochs", type=int, default=10)
@@ -66,7 +90,7 @@ def main() -> None:
         "--preset", "tiny", f"seed={args.seed}", f"paths.data_root={root}",
         f"world.videos={args.videos}", f"world.hits_per_video={args.hits}",
         f"video.epochs={args.video_epochs}", f"diffusion.epochs={args.diffusion_epochs}",
-        "eval.variants=nn_retrieval,video,video_label,video_spec,ours", "eval.table3_ddpm=true",
+        "eval.variants=nn_retrieval,video,video_label,video_spec,ours", f"eval.table3_ddpm={str(args.ddpm).lower()}",
         "train.progress=false",
     ]
     t0 = time.time()
@@ -75,6 +99,15 @@ def main() -> None:
     report_dir = _latest(root / "runs", "evaluate-*")
     report = json.loads((report_dir / "report.json").read_text())
     report_md = (report_dir / "report.md").read_text()
+
+    # Material recognisability of samples from ground-truth (mu, nu): the test and training splits.
+    t1 = time.time()
+    dq_json = root / "diffusion_quality.json"
+    _run([sys.executable, "bench/diffusion_quality.py", "--reuse-preset", "tiny", "--data-root", str(root),
+          "--seed", str(args.seed), "--out", str(dq_json), *[c for c in common[2:] if "=" in c and not c.startswith("eval.")]],
+         env, log)
+    t_dq = time.time() - t1
+    dq_md = recognisability_md(json.loads(dq_json.read_text()))
 
     sweep_md, t_sweep = "", 0.0
     if not args.skip_sweep:
@@ -98,13 +131,18 @@ def main() -> None:
         "",
         f"```\n{cmd}\n```",
         "",
-        f"Pipeline {t_pipeline / 60:.1f} min, sweep {t_sweep / 60:.1f} min; seed {args.seed} for the world, every "
+        f"Pipeline {t_pipeline / 60:.1f} min, recognisability {t_dq / 60:.1f} min, sweep {t_sweep / 60:.1f} min; "
+        f"seed {args.seed} for the world, every "
         f"training stage and the sampling noise (`eval.sample_seed` {report.get('meta', {}).get('sample_seed', 0)}).",
         f"Test clips: {report.get('meta', {}).get('test_clips', '?')}.",
         "",
         "## Table 1 and Table 3 analogues",
         "",
         report_md,
+        "",
+        "## Is the material recognisable? Samples from ground-truth (μ, ν)",
+        "",
+        dq_md,
     ]
     if sweep_md:
         lines += ["", "## Fig. 5a: residual dims sweep (validation MR-STFT, lower is better; M = 0 is modal only)", "",

@@ -54,6 +54,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """True when ``host:port`` cannot be bound now (another server holds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _last_error_line(log_text: str) -> str:
+    """The most telling line of a failed server's log: its last ERROR line, else its last line."""
+    lines = [l.strip() for l in log_text.splitlines() if l.strip()]
+    errors = [l for l in lines if "ERROR" in l or "Error" in l]
+    return (errors or lines or ["(empty log)"])[-1]
+
+
 def health(uri: str, timeout: float = 2.0) -> bool:
     """True when the server answers ``GET /health`` with 200."""
     try:
@@ -123,7 +140,11 @@ def start_server(
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if mlflow_bin is None:
         raise PhysdiffError("the `mlflow` command is not installed in this environment (pip install mlflow)")
-    port = port or free_port(host if host not in ("0.0.0.0", "::") else "127.0.0.1")
+    bind_host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
+    # uvicorn reports a taken port in its log and then exits 0: check first, and say so plainly.
+    if port and port_in_use(host, port):
+        raise PhysdiffError(f"port {port} on {bind_host} is already in use; pick another --port or omit it")
+    port = port or free_port(bind_host)
     cmd = [
         mlflow_bin, "server",
         "--backend-store-uri", backend_store_uri,
@@ -149,9 +170,10 @@ def start_server(
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (state_dir / LOG_FILE).read_text(errors="replace")[-2000:]
+            why = _last_error_line((state_dir / LOG_FILE).read_text(errors="replace")[-4000:])
             (state_dir / STATE_FILE).unlink(missing_ok=True)
-            raise PhysdiffError(f"mlflow server exited with code {proc.returncode}; log {state_dir / LOG_FILE}:\n{tail}")
+            raise PhysdiffError(f"mlflow server exited with code {proc.returncode} before answering /health "
+                                f"({why}); full log {state_dir / LOG_FILE}")
         if health(uri):
             return state
         time.sleep(0.5)

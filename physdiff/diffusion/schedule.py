@@ -93,6 +93,23 @@ def predict_eps(schedule: Schedule, x_t: Tensor, t: Tensor, x0: Tensor) -> Tenso
     return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
 
+def v_target(schedule: Schedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    """The velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho, 2022, Sec. 4)."""
+    ab = _gather(schedule.alphas_cumprod, t, x0)
+    return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+
+
+def eps_from_v(schedule: Schedule, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
+    """eps = sqrt(alpha_bar_t) v + sqrt(1 - alpha_bar_t) x_t: the noise a v-prediction implies.
+
+    Exact algebra, no division: at the pure-noise end (alpha_bar ~ 1e-10) eps -> x_t and the implied
+    x_0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v -> -v, a bounded regression target, which is why
+    v-prediction learns the high-noise end much faster than eps-prediction.
+    """
+    ab = _gather(schedule.alphas_cumprod, t, x_t)
+    return ab.sqrt() * v + (1 - ab).sqrt() * x_t
+
+
 def sample_timesteps(batch: int, schedule: Schedule, *, generator: torch.Generator | None = None,
                      device: torch.device | str | None = None) -> Tensor:
     """t ~ Uniform{0, ..., T-1} (the training distribution of eq. 8)."""

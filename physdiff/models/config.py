@@ -72,6 +72,7 @@ class DiffusionConfig:
     """The denoiser (U-Net), its conditioning (mu, nu, ablations), the DDPM schedule and the sampler."""
 
     epochs: int = 0  # 0 -> train.epochs
+    lr: float = 0.0  # peak learning rate of the diffusion stage; 0 -> train.lr
     # --- conditioning (paper Sec. 3.3 and the baselines of Table 1)
     variant: str = "ours"  # "ours" (mu + nu) | "video" (nu) | "video_label" (nu + class) | "video_spec" (nu + spec latent)
     cond_dropout: float = 0.1  # probability of the learned null condition in training (classifier-free guidance)
@@ -98,12 +99,18 @@ class DiffusionConfig:
     attn_heads: int = 4
     attn_dim_head: int = 32
     norm_groups: int = 8
+    # frequency-aware input: + a bin-coordinate channel and a condition-written spectral envelope channel, so FiLM
+    # conditioning can place energy at absolute frequencies (physdiff/models/unet.py; docs/deviations.md)
+    freq_input: bool = False
     # --- DDPM (official: cosine schedule s = 0.008, betas clipped at 0.9999, T = 1000, L1 on the noise)
     timesteps: int = 1000
     schedule: str = "cosine"
     cosine_s: float = 0.008
     max_beta: float = 0.9999
     loss: str = "l1"  # "l1" (eq. 8, official) | "l2"
+    # what the U-Net predicts: "eps" (eq. 8, official) | "v" (Salimans & Ho, 2022: v = sqrt(a) eps - sqrt(1 - a) x0),
+    # which learns the high-noise end far faster when training steps are few (docs/deviations.md)
+    prediction: str = "eps"
     # --- sampling (evaluation; the official code: ancestral DDPM-1000, x0 clipped, guidance 1)
     sampler: str = "ddpm"  # "ddpm" | "ddim"
     sample_steps: int = 0  # 0 = all T steps
@@ -113,6 +120,7 @@ class DiffusionConfig:
     # --- the diffusion stage (physdiff.stages.diffusion): upstream exports and evaluation during training
     prior_run: str = ""  # run folder of the prior stage whose (w, gamma) export to read; "" = this config's
     video_run: str = ""  # run folder (or export folder) of the video stage's nu export; "" = this config's
+    eval_every: int = nonsemantic(0)  # evaluate every N epochs; 0 -> train.eval_every
     eval_t_grid: int = nonsemantic(8)  # held-out denoising loss at this many evenly spaced timesteps
     eval_noise_seed: int = nonsemantic(1234)  # fixed per-clip noise, so the held-out loss compares across evals
     eval_sample_steps: int = nonsemantic(50)  # DDIM steps of the evaluation samples (GT mu and nu)
@@ -123,7 +131,11 @@ class DiffusionConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 257 x 32 spectrogram: no attention at full resolution, three levels, small physics MLPs.
         "tiny": {
-            "epochs": 20,  # the diffusion model needs far more steps than the prior (20 fits the 20-minute main job)
+            "epochs": 20,
+            "lr": 1e-3,  # the prior and video stages keep train.lr; 380 steps reach a lower loss at 1e-3 than at 5e-4
+            "prediction": "v",  # a few hundred CPU steps: v learns the high-noise end far faster (docs/deviations.md)
+            "freq_input": True,  # lets the small U-Net put modes at the frequencies mu names (docs/deviations.md)
+            "eval_every": 5,  # sampling + Griffin-Lim media cost about as much as a few tiny epochs  # the diffusion model needs far more steps than the prior (20 fits the 20-minute main job)
             "width": 16,
             "channel_mults": (1, 2, 4),
             "blocks_per_level": 1,
@@ -166,6 +178,8 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.width {self.width} must be a multiple of norm_groups {self.norm_groups}")
         if self.schedule != "cosine":
             raise ConfigError(f"diffusion.schedule '{self.schedule}' unknown; only 'cosine' (the official schedule)")
+        if self.prediction not in ("eps", "v"):
+            raise ConfigError(f"diffusion.prediction must be eps or v, got '{self.prediction}'")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"diffusion.loss must be l1 or l2, got '{self.loss}'")
         if self.sampler not in ("ddpm", "ddim"):

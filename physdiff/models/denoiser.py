@@ -16,19 +16,25 @@ from torch import Tensor, nn
 
 from physdiff.diffusion.losses import noise_prediction_loss
 from physdiff.diffusion.samplers import SAMPLERS
-from physdiff.diffusion.schedule import Schedule, schedule_from_config
+from physdiff.diffusion.schedule import Schedule, eps_from_v, schedule_from_config
 from physdiff.models.conditioning import Conditioner
 from physdiff.models.unet import UNet, unet_from_config
 
 
 class PhysicsDiffusion(nn.Module):
-    """eps_theta(x_t, t, c(inputs)) for (B, 1, F, N) spectrograms; holds the schedule as float64 buffers."""
+    """eps_theta(x_t, t, c(inputs)) for (B, 1, F, N) spectrograms; holds the schedule as float64 buffers.
+
+    The U-Net predicts the noise (``prediction="eps"``, the paper) or the velocity v (``"v"``); either
+    way :meth:`eps` is the noise estimate the samplers consume, so samplers never see the difference.
+    """
 
     def __init__(self, conditioner: Conditioner, unet: UNet, schedule: Schedule, *, cond_dropout: float = 0.1,
-                 loss_kind: str = "l1", spec_shape: tuple[int, int] = (1025, 44)) -> None:
+                 loss_kind: str = "l1", spec_shape: tuple[int, int] = (1025, 44), prediction: str = "eps") -> None:
         super().__init__()
+        if prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
         self.conditioner, self.unet = conditioner, unet
-        self.cond_dropout, self.loss_kind = cond_dropout, loss_kind
+        self.cond_dropout, self.loss_kind, self.prediction = cond_dropout, loss_kind, prediction
         self.spec_shape = tuple(spec_shape)
         self.schedule = schedule
         self.sampling: dict = {}
@@ -37,8 +43,10 @@ class PhysicsDiffusion(nn.Module):
     def from_config(cls, cfg: object, nu_dim: int) -> "PhysicsDiffusion":
         d = cfg.diffusion  # type: ignore[attr-defined]
         cond = Conditioner.from_config(cfg, nu_dim)
-        model = cls(cond, unet_from_config(d, cond.cond_dim), schedule_from_config(d), cond_dropout=d.cond_dropout,
-                    loss_kind=d.loss, spec_shape=(cfg.audio.num_bins, cfg.audio.num_frames))  # type: ignore[attr-defined]
+        model = cls(cond, unet_from_config(d, cond.cond_dim, cfg.audio.num_bins), schedule_from_config(d),  # type: ignore[attr-defined]
+                    cond_dropout=d.cond_dropout,
+                    loss_kind=d.loss, spec_shape=(cfg.audio.num_bins, cfg.audio.num_frames),  # type: ignore[attr-defined]
+                    prediction=d.prediction)
         model.sampling = {"sampler": d.sampler, "steps": d.sample_steps or None, "eta": d.eta,
                           "guidance_scale": d.guidance_scale, "clip_x0": d.clip_x0}
         if d.channels_last:
@@ -51,11 +59,18 @@ class PhysicsDiffusion(nn.Module):
         self.schedule = self.schedule.to(w.device)
         return out
 
-    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        """The model_fn of the samplers and the loss: (B, 1, F, N), (B,), (B, C) -> (B, 1, F, N)."""
+    def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The U-Net's raw output (eps or v), the model_fn of the loss: (B, 1, F, N), (B,), (B, C) -> (B, 1, F, N)."""
         if next(self.unet.parameters()).is_contiguous(memory_format=torch.channels_last):
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         return self.unet(x_t, t, cond)
+
+    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The noise estimate, the model_fn of the samplers: (B, 1, F, N), (B,), (B, C) -> (B, 1, F, N)."""
+        out = self.predict(x_t, t, cond)  # (B, 1, F, N)
+        if self.prediction == "v":
+            out = eps_from_v(self.schedule, x_t.float(), t, out.float()).to(out.dtype)
+        return out
 
     def forward(self, x0: Tensor, inputs: Mapping[str, Tensor], *, generator: torch.Generator | None = None,
                 drop_prob: float | None = None, reduction: str = "mean") -> Tensor:
@@ -66,8 +81,8 @@ class PhysicsDiffusion(nn.Module):
         if drop_prob is None:
             drop_prob = self.cond_dropout if self.training else 0.0
         cond = self.conditioner(inputs, drop_prob, generator)  # (B, C)
-        return noise_prediction_loss(self.eps, x0, cond, self.schedule, generator=generator, kind=self.loss_kind,
-                                     reduction=reduction)
+        return noise_prediction_loss(self.predict, x0, cond, self.schedule, generator=generator, kind=self.loss_kind,
+                                     reduction=reduction, prediction=self.prediction)
 
     loss = forward
 

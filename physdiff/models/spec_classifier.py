@@ -7,6 +7,10 @@ ResNet-50 whose stem takes one channel (the normalised log-magnitude spectrogram
 ``tiny`` uses a small 4-block CNN that trains in minutes on a CPU. Both are randomly initialised
 (nothing can be downloaded; ``load_pretrained`` takes a local state dict).
 
+Training (``physdiff.stages.evaluate.train_classifier``) augments the spectrograms with
+``physdiff.eval.spec_augment`` and may add dropout before the head; without that the classifier
+memorises the training videos' rooms and objects instead of material.
+
 Both backbones end in global average pooling, so any spectrogram size works (1025 x 44, 257 x 32, ...).
 ``forward`` returns ``(logits (B, C), features (B, D))``; ``num_features`` = D is what torchmetrics'
 FID/KID look for on a custom feature extractor.

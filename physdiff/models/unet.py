@@ -117,9 +117,23 @@ class UNet(nn.Module):
 
     def __init__(self, *, in_channels: int = 1, width: int = 64, channel_mults: Sequence[int] = (1, 2, 4, 8),
                  blocks_per_level: int = 2, attn_levels: Sequence[int] = (0, 1, 2, 3), mid_attention: str = "full",
-                 cond_dim: int = 0, heads: int = 4, dim_head: int = 32, groups: int = 8) -> None:
+                 cond_dim: int = 0, heads: int = 4, dim_head: int = 32, groups: int = 8,
+                 freq_bins: int = 0) -> None:
         super().__init__()
         self.width = width
+        # Frequency-aware input (``freq_bins`` > 0): convolutions and FiLM are blind to absolute frequency, so a
+        # small U-Net cannot put a mode where the condition says. Two extra input channels fix that: the bin's
+        # coordinate in [-1, 1] and a spectral envelope Linear(cond) -> (F,) the condition writes per bin; both
+        # are constant over time. The output stays one channel.
+        self.freq_bins = freq_bins
+        if freq_bins:
+            if not cond_dim:
+                raise ValueError("freq_bins needs a condition (cond_dim > 0) for its envelope channel")
+            self.envelope = nn.Linear(cond_dim, freq_bins)
+            nn.init.zeros_(self.envelope.weight)  # starts as a plain coordinate channel; the condition learns in
+            nn.init.zeros_(self.envelope.bias)
+        out_channels = in_channels
+        in_channels = in_channels + (2 if freq_bins else 0)
         self.levels = len(channel_mults)
         self.multiple = 2 ** (self.levels - 1)  # input sizes are padded to this
         time_dim = 4 * width
@@ -154,7 +168,7 @@ class UNet(nn.Module):
                 "up": nn.ConvTranspose2d(co, ci, 4, stride=2, padding=1) if lv > 0 else nn.Conv2d(co, ci, 3, padding=1),
             }))
         self.final_block = ResBlock(2 * width, width, emb_dim, groups)
-        self.final_conv = nn.Conv2d(width, in_channels, 1)
+        self.final_conv = nn.Conv2d(width, out_channels, 1)
 
     def pad(self, x: Tensor) -> Tensor:
         """Reflect-pad F and N at their ends up to multiples of 2^(levels-1) (replicate when too short)."""
@@ -173,6 +187,13 @@ class UNet(nn.Module):
                 raise ValueError(f"U-Net expects a condition of width {self.cond_dim}, got "
                                  f"{None if cond is None else tuple(cond.shape)}")
             emb = torch.cat([emb, cond.to(emb.dtype)], dim=-1)  # (B, 4w + C)
+        if self.freq_bins:
+            if f != self.freq_bins:
+                raise ValueError(f"U-Net built for {self.freq_bins} frequency bins got {f}")
+            b = x.shape[0]
+            coord = torch.linspace(-1.0, 1.0, f, device=x.device, dtype=x.dtype).view(1, 1, f, 1).expand(b, 1, f, n)  # (B, 1, F, N)
+            env = self.envelope(cond.to(x.dtype)).view(b, 1, f, 1).expand(b, 1, f, n)  # (B, 1, F, N)
+            x = torch.cat([x, coord, env], dim=1)  # (B, 3, F, N)
         h = self.init_conv(self.pad(x))  # (B, w, F', N')
         r = h
         skips: list[Tensor] = []
@@ -193,8 +214,12 @@ class UNet(nn.Module):
         return self.final_conv(h)[..., :f, :n]  # (B, 1, F, N): crop the padding back exactly
 
 
-def unet_from_config(cfg: object, cond_dim: int) -> UNet:
-    """The U-Net sized by a ``DiffusionConfig``."""
+def unet_from_config(cfg: object, cond_dim: int, num_bins: int = 0) -> UNet:
+    """The U-Net sized by a ``DiffusionConfig``; ``num_bins`` (the spectrogram's F) for ``freq_input``."""
+    freq_bins = num_bins if getattr(cfg, "freq_input", False) else 0
+    if getattr(cfg, "freq_input", False) and not num_bins:
+        raise ValueError("diffusion.freq_input needs the spectrogram's number of bins")
     return UNet(width=cfg.width, channel_mults=cfg.channel_mults, blocks_per_level=cfg.blocks_per_level,  # type: ignore[attr-defined]
                 attn_levels=cfg.attn_levels, mid_attention=cfg.mid_attention, cond_dim=cond_dim,  # type: ignore[attr-defined]
-                heads=cfg.attn_heads, dim_head=cfg.attn_dim_head, groups=cfg.norm_groups)  # type: ignore[attr-defined]
+                heads=cfg.attn_heads, dim_head=cfg.attn_dim_head, groups=cfg.norm_groups,  # type: ignore[attr-defined]
+                freq_bins=freq_bins)

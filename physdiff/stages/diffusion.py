@@ -332,8 +332,9 @@ def heldout_denoising_loss(model: nn.Module, x0: Tensor, inputs: Mapping[str, Te
     for i, t in enumerate(grid.tolist()):
         tt = torch.full((b,), t, device=x0.device, dtype=torch.long)  # (B,)
         for c, dest in ((cond, lc), (null, lu)):
-            dest[:, i] = noise_prediction_loss(model.eps, x0, c, model.schedule, t=tt, noise=noise[:, i],
-                                               kind=model.loss_kind, reduction="none").float().cpu()  # (B,)
+            dest[:, i] = noise_prediction_loss(model.predict, x0, c, model.schedule, t=tt, noise=noise[:, i],
+                                               kind=model.loss_kind, reduction="none",
+                                               prediction=model.prediction).float().cpu()  # (B,)
     return lc, lu
 
 

@@ -1,7 +1,9 @@
 """The evaluate stage (paper Sec. 4, Tables 1 and 3): every model variant scored by one classifier on the test split.
 
 1. **Metric classifier** (:mod:`physdiff.models.spec_classifier`): a material classifier trained on the
-   training split's real spectrograms (the diffusion target, normalised log-magnitude), saved as
+   training split's real spectrograms (the diffusion target, normalised log-magnitude) or, with
+   ``eval.classifier_world_videos`` > 0 (the ``tiny`` preset), on an independent, larger generated world
+   of the same distribution (:func:`classifier_shards`), saved as
    ``<data>/runs/classifier-<hash>/classifier.safetensors`` (+ ``classifier.json``) and reused by every later
    evaluation of the same data and classifier settings (``eval.classifier_pretrained`` loads a given one).
 2. **Test clips**: audio, material label and the video stage's exported nu / logits of every test clip.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import math
 import sys
 import time
@@ -107,20 +110,67 @@ def classifier_dir(cfg: Any) -> Path:
     e = cfg.eval
     own = {k: getattr(e, k) for k in ("classifier_backbone", "classifier_width", "classifier_dropout",
                                       "classifier_epochs", "classifier_batch_size", "classifier_lr",
-                                      "classifier_weight_decay")}
+                                      "classifier_weight_decay", "classifier_aug_gain_db", "classifier_aug_shift",
+                                      "classifier_aug_freq_mask", "classifier_aug_freq_masks",
+                                      "classifier_aug_time_mask", "classifier_world_videos", "classifier_world_seed")}
     data = config_hash(cfg, sections=("seed", "audio", "physics", "world", "shards"))
     h = hashlib.sha256(json.dumps({"data": data, "classifier": own}, sort_keys=True).encode()).hexdigest()[:10]
     return cfg.paths.root() / "runs" / f"classifier-{h}"
 
 
+def classifier_shards(cfg: Any, progress: bool = True) -> Path:
+    """The shard root whose ``train`` split trains the metric classifier.
+
+    ``eval.classifier_world_videos`` = 0: this config's own shards (the clips the models were trained on).
+    N > 0: an independent generated world of N videos, drawn with ``eval.classifier_world_seed`` instead
+    of ``seed`` (so no object, room or recording is shared with the evaluated test split) and otherwise
+    this config's world, audio and shard settings, built once into ``<data>/world|shards/<hash>``.
+    Why: a classifier trained on the few hundred training clips of a small world learns those
+    recordings, not materials, and scores the real test clips near chance; a metric built on it ranks
+    variants by closeness to the training audio (docs/deviations.md). Only meaningful when the data
+    *is* a generated world: keep 0 on real datasets.
+    """
+    import copy
+
+    from physdiff.configlib import apply_overrides
+    from physdiff.stages import shards_dir, world_dir
+
+    e = cfg.eval
+    if e.classifier_world_videos <= 0:
+        return shards_dir(cfg)
+    procs = min(4, os.cpu_count() or 1)  # worker counts are non-semantic: the bytes do not depend on them
+    wcfg = apply_overrides(copy.deepcopy(cfg), {"seed": e.classifier_world_seed, "world.videos": e.classifier_world_videos,
+                                                "train.shards": "", "world.workers": procs, "shards.workers": procs})
+    world, shards = world_dir(wcfg), shards_dir(wcfg)
+    if not (shards / "summary.json").is_file():
+        from physdiff.data.build import build_shards
+        from physdiff.world import generate_world
+
+        t0 = time.time()
+        if not ((world / "train.txt").is_file() and (world / "test.txt").is_file()):
+            print(f"[evaluate] classifier world: generating {e.classifier_world_videos} videos (seed "
+                  f"{e.classifier_world_seed}) -> {world}", flush=True)
+            generate_world(world, wcfg.world, wcfg.seed, overwrite=True, progress=progress)
+        build_shards(world, shards, wcfg, workers=procs)  # resumes a partial build
+        print(f"[evaluate] classifier world: shards in {time.time() - t0:.0f} s -> {shards}", flush=True)
+    return shards
+
+
 def train_classifier(cfg: Any, device: torch.device, progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train (or load) the spectrogram material classifier on the training split's real spectrograms."""
+    """Train (or load) the spectrogram material classifier on real training spectrograms (see
+    :func:`classifier_shards` for which).
+
+    Training spectrograms are augmented (:mod:`physdiff.eval.spec_augment`, ``eval.classifier_aug_*``)
+    so the classifier learns material rather than the training videos' rooms and objects.
+    """
+    from dataclasses import asdict
+
     from safetensors.torch import load_file, save_file
 
     from physdiff.data.labels import GREATEST_HITS_MATERIALS
     from physdiff.data.reader import load_manifest, make_loader
+    from physdiff.eval.spec_augment import augment_spectrogram, settings_from_eval
     from physdiff.models.spec_classifier import build_spec_classifier
-    from physdiff.stages import shards_dir
     from physdiff.stages.diffusion import spectrogram_target
 
     e = cfg.eval
@@ -136,11 +186,13 @@ def train_classifier(cfg: Any, device: torch.device, progress: bool = True) -> t
         info = json.loads(mpath.read_text())
         print(f"[evaluate] classifier: reusing {wpath}", flush=True)
         return model.to(device).eval(), info
-    root = shards_dir(cfg)
+    root = classifier_shards(cfg, progress)
     n = int(load_manifest(root, "train")["num_samples"])
     bs = e.classifier_batch_size
     batches = max(1, math.ceil(n / bs))
     torch.manual_seed(cfg.seed)
+    aug = settings_from_eval(e, cfg.audio)
+    gen = torch.Generator().manual_seed(cfg.seed)  # the augmentation's draws (CPU, moved to the device)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=e.classifier_lr, weight_decay=e.classifier_weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, e.classifier_epochs * batches))
@@ -157,6 +209,7 @@ def train_classifier(cfg: Any, device: torch.device, progress: bool = True) -> t
         for b in make_loader(root, "train", batch_size=bs, mode="train", seed=cfg.seed, epoch=ep,
                              batches_per_epoch=batches, shuffle_buffer=cfg.loader.shuffle_buffer):
             x = spectrogram_target(b["audio"].float().to(device), cfg.audio)  # (B, 1, F, N)
+            x = augment_spectrogram(x, aug, gen)  # (B, 1, F, N); identity when every classifier_aug_* is 0
             y = b["material"].long().to(device)  # (B,)
             logits, _ = model(x)  # (B, K)
             loss = torch.nn.functional.cross_entropy(logits, y)
@@ -167,10 +220,12 @@ def train_classifier(cfg: Any, device: torch.device, progress: bool = True) -> t
             tot += float(loss.detach()) * y.numel()
             correct += int((logits.argmax(-1) == y).sum())
             seen += y.numel()
-        last = {"train_loss": tot / max(seen, 1), "train_acc": correct / max(seen, 1)}
+        last = {"train_loss": tot / max(seen, 1), "train_acc": correct / max(seen, 1)}  # on augmented clips
     model.eval()
     info = {"format": CLASSIFIER_FORMAT, "backbone": e.classifier_backbone, "num_classes": k,
             "classes": list(GREATEST_HITS_MATERIALS), "train_clips": n, "epochs": e.classifier_epochs,
+            "shards": str(root),
+            "augmentation": asdict(aug),
             "seconds": time.time() - t0, **last}
     out.mkdir(parents=True, exist_ok=True)
     save_file({kk: v.detach().cpu().contiguous() for kk, v in model.state_dict().items()}, str(wpath) + ".tmp")

@@ -45,6 +45,20 @@ class Recipe:
         own = getattr(getattr(cfg, self.name, None), "epochs", 0) or 0
         return int(own) if own > 0 else int(cfg.train.epochs)
 
+    def learning_rate(self, cfg: Any) -> float:
+        """Peak learning rate: ``<stage section>.lr`` when set (> 0), else ``train.lr`` (sized per stage, like epochs)."""
+        own = getattr(getattr(cfg, self.name, None), "lr", 0.0) or 0.0
+        return float(own) if own > 0 else float(cfg.train.lr)
+
+    def eval_every(self, cfg: Any) -> int:
+        """Evaluate every N epochs: ``<stage section>.eval_every`` when set (> 0), else ``train.eval_every``.
+
+        Like :meth:`num_epochs`, per stage: the diffusion stage's evaluation samples spectrograms and
+        renders audio, which costs as much as several of its short CPU epochs.
+        """
+        own = getattr(getattr(cfg, self.name, None), "eval_every", 0) or 0
+        return int(own) if own > 0 else int(cfg.train.eval_every)
+
     def setup(self, cfg: Any, rank: int, world_size: int) -> None:
         """Called once per process before anything else (find data, count batches)."""
 

@@ -96,7 +96,8 @@ class Tracker:
             self._client = MlflowClient(tracking_uri=self.uri)
         except Exception as e:
             self._client = object()  # so _guard reports it
-            return self._guard("client setup", lambda: (_ for _ in ()).throw(e))
+            err = e  # bound for the lambda (Python unbinds ``e`` when the except block ends)
+            return self._guard("client setup", lambda: (_ for _ in ()).throw(err))
         return self._guard("run start", self._start)
 
     def _start(self) -> str:

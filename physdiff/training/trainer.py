@@ -10,7 +10,7 @@ What it does, in order (nanoGPT-style loop, torchtitan-style separation of model
 2. Resume: the newest *complete* checkpoint (see :mod:`physdiff.training.checkpoint`) restores the
    model, optimizer, lr schedule, EMA, grad scaler, every rank's RNG and the data cursor
    (epoch, micro-batch), so an interrupted run finishes with the weights of an uninterrupted one.
-3. Loop: AdamW (lr, weight decay from ``cfg.train``), lr x ``lr_decay`` per epoch, gradient
+3. Loop: AdamW (lr: ``recipe.learning_rate``, weight decay from ``cfg.train``), lr x ``lr_decay`` per epoch, gradient
    accumulation (no DDP all-reduce on non-final micro-batches), clipping, optional EMA, autocast
    for bf16/fp16. At every optimiser-step boundary all ranks agree (one ``all_reduce``) on
    (a) a non-finite loss or gradient norm -> stop with :class:`TrainingDiverged` before the update,
@@ -124,7 +124,7 @@ def train(
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)  # identical initial weights on every rank
     model = recipe.build_model(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate(cfg), weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tc.lr_decay)  # per epoch
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     model, optimizer = acc.prepare(model, optimizer)  # the scheduler stays ours: stepped once per epoch
@@ -166,6 +166,7 @@ def train(
     flag = stop_flag or StopFlag().install()
     nb = recipe.num_train_batches(cfg, world)
     n_epochs = recipe.num_epochs(cfg)
+    eval_every = recipe.eval_every(cfg)
     if nb < 1:
         raise PhysdiffError(f"stage {recipe.name}: no training batches for {world} rank(s); is the training split empty?")
     accum = tc.grad_accum
@@ -285,7 +286,7 @@ def train(
             # ---- epoch end
             scheduler.step()
             epoch, cursor = epoch + 1, 0
-            if epoch % tc.eval_every == 0 or epoch == n_epochs:
+            if epoch % eval_every == 0 or epoch == n_epochs:
                 if is_main:
                     ev = _evaluate(recipe, raw, ema, cfg, run_dir, epoch, step)
                     metrics.update(ev)

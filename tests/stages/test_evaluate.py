@@ -78,3 +78,28 @@ def test_classifier_is_reused_and_nn_retrieval_returns_training_audio(debug_data
     train = load_split(cfg, "train")
     gen = nn_retrieval(cfg, train)
     assert torch.allclose(gen.specs, spectrogram_target(train.audio, cfg.audio), atol=1e-6)
+
+
+@pytest.mark.timeout(600)
+def test_classifier_on_an_independent_world_shares_no_recording_with_the_test_split(debug_data: dict) -> None:
+    """eval.classifier_world_videos > 0: the metric classifier trains on its own generated world (another
+    seed), built once, whose videos and clips are disjoint from the evaluated data's."""
+    from physdiff.data.reader import make_loader
+    from physdiff.stages import shards_dir
+    from physdiff.stages.evaluate import classifier_shards, train_classifier
+
+    cfg = config(debug_data, ["eval.classifier_world_videos=3", "eval.classifier_world_seed=77"])
+    root = classifier_shards(cfg, progress=False)
+    assert root != shards_dir(cfg) and (root / "summary.json").is_file()
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["splits"]["train"]["written"] > 0
+
+    def keys(shards: Path, split: str) -> set[str]:
+        return {k for b in make_loader(shards, split, batch_size=8, mode="eval") for k in b["key"]}
+
+    own = keys(shards_dir(cfg), "train") | keys(shards_dir(cfg), "test")
+    assert keys(root, "train") and not keys(root, "train") & own  # other videos: no shared clip key
+    _, info = train_classifier(cfg, torch.device("cpu"), progress=False)
+    assert info["shards"] == str(root) and info["train_clips"] == summary["splits"]["train"]["written"]
+    stamp = (root / "summary.json").stat().st_mtime_ns
+    assert classifier_shards(cfg, progress=False) == root and (root / "summary.json").stat().st_mtime_ns == stamp
