@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
 def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
@@ -38,11 +39,40 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
         raise SystemExit(f"error: {cmd[1]} failed (exit {rc}); see {log}")
 
 
-def _latest(root: Path, pattern: str) -> Path:
-    found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SystemExit(f"error: nothing matches {root / pattern}")
-    return found[-1]
+def _shards_of(common: list[str]) -> Path:
+    """The shard folder the pipeline trained on, from the same overrides (not "the newest folder")."""
+    from physdiff.config import resolve_config
+    from physdiff.stages import shards_dir
+
+    return shards_dir(resolve_config("tiny", [c for c in common if "=" in c]))
+
+
+def _evaluate_dir_of(common: list[str]) -> Path:
+    from physdiff.config import resolve_config
+    from physdiff.stages.evaluate import evaluate_dir
+
+    return evaluate_dir(resolve_config("tiny", [c for c in common if "=" in c]))
+
+
+class Timings:
+    """Wall seconds per phase in ``<data-root>/timings.json``. A rerun finds the finished stages cached, so a
+    phase that took under a minute keeps the time of the run that did its work (flagged in the report)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {}
+        self.cached: set[str] = set()
+
+    def record(self, phase: str, seconds: float) -> float:
+        if seconds < 60 and phase in self.data:
+            self.cached.add(phase)
+            return float(self.data[phase])
+        self.data[phase] = round(seconds, 1)
+        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+        return seconds
+
+    def text(self, phase: str) -> str:
+        return f"{self.data.get(phase, 0.0) / 60:.1f} min" + (" (first run; cached now)" if phase in self.cached else "")
 
 
 def recognisability_md(r: dict) -> str:
@@ -93,10 +123,11 @@ def main() -> None:
         "eval.variants=nn_retrieval,video,video_label,video_spec,ours", f"eval.table3_ddpm={str(args.ddpm).lower()}",
         "train.progress=false",
     ]
+    timings = Timings(root / "timings.json")
     t0 = time.time()
     _run([sys.executable, "cluster/launch.py", "--stage", "all", "--local", *common], env, log)
-    t_pipeline = time.time() - t0
-    report_dir = _latest(root / "runs", "evaluate-*")
+    timings.record("pipeline", time.time() - t0)
+    report_dir = _evaluate_dir_of(common)
     report = json.loads((report_dir / "report.json").read_text())
     report_md = (report_dir / "report.md").read_text()
 
@@ -106,18 +137,18 @@ def main() -> None:
     _run([sys.executable, "bench/diffusion_quality.py", "--reuse-preset", "tiny", "--data-root", str(root),
           "--seed", str(args.seed), "--out", str(dq_json), *[c for c in common[2:] if "=" in c and not c.startswith("eval.")]],
          env, log)
-    t_dq = time.time() - t1
+    timings.record("recognisability", time.time() - t1)
     dq_md = recognisability_md(json.loads(dq_json.read_text()))
 
-    sweep_md, t_sweep = "", 0.0
+    sweep_md = ""
     if not args.skip_sweep:
-        shards = _latest(root / "shards", "*")
+        shards = _shards_of(common)  # the evaluated world's (the classifier world's shards live beside them)
         t1 = time.time()
         _run([sys.executable, "sweeps/residual_dims.py", "--preset", "tiny", "--dims", args.sweep_dims,
               "--lr", args.sweep_lr, "--max-concurrent", "2", "--name", f"quality-s{args.seed}",
               f"seed={args.seed}", f"paths.data_root={root}", f"train.shards={shards}",
               f"train.epochs={args.sweep_epochs}", "train.progress=false"], env, log)
-        t_sweep = time.time() - t1
+        timings.record("sweep", time.time() - t1)
         sweep_md = (root / "sweeps" / f"quality-s{args.seed}" / "results.md").read_text()
 
     cmd = "python bench/quality.py " + " ".join(shlex.join([f"--{k.replace('_', '-')}", str(v)])
@@ -131,7 +162,8 @@ def main() -> None:
         "",
         f"```\n{cmd}\n```",
         "",
-        f"Pipeline {t_pipeline / 60:.1f} min, recognisability {t_dq / 60:.1f} min, sweep {t_sweep / 60:.1f} min; "
+        f"Pipeline {timings.text('pipeline')}, recognisability {timings.text('recognisability')}, "
+        f"sweep {timings.text('sweep') if sweep_md else 'skipped'}; "
         f"seed {args.seed} for the world, every "
         f"training stage and the sampling noise (`eval.sample_seed` {report.get('meta', {}).get('sample_seed', 0)}).",
         f"Test clips: {report.get('meta', {}).get('test_clips', '?')}.",
