@@ -20,11 +20,11 @@ split has enough clips per material for an accuracy to mean something):
    more with the conditions shuffled among the clips (a control: if the condition drives the material,
    the classifier then follows the shuffled clip's label, not the clip's own).
 
-Why two splits: in the generated world a material's sound depends strongly on the room of its
-recording, and the classifier recognises the material of held-out *test* recordings barely above
-chance (the real-clip row is its ceiling). On *training* recordings it knows the material; there,
-"recognisable" means: generated from a clip's (mu, nu), the spectrogram is classified like the real
-clip, and with shuffled conditions the prediction follows the condition.
+Why two splits: the test split is the held-out question (its real-clip row is the classifier's
+ceiling on recordings no model saw); the training split checks that the model renders the conditions
+it was trained on. On both, "recognisable" means: generated from a clip's (mu, nu), the spectrogram is
+classified about as well as the real clip, and with shuffled conditions the prediction follows the
+condition's label rather than the clip's own.
 
 Reported per split: classifier accuracy and balanced accuracy on the real spectrograms (the ceiling),
 on the generated ones, and on the shuffled-condition ones (against the shuffled and the own labels),
@@ -146,8 +146,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=25, help="DDIM steps per sample")
     ap.add_argument("--guidance", type=float, default=1.0)
     ap.add_argument("--splits", default="test,train",
-                    help="score GT-conditioned samples of these splits: 'test' (held-out recordings, which the "
-                         "metric classifier barely recognises in this world) and 'train' (recordings it knows)")
+                    help="score GT-conditioned samples of these splits: 'test' (held-out recordings) and 'train' "
+                         "(the conditions the model was trained on)")
     ap.add_argument("--max-clips", type=int, default=80, help="clips per split (evenly spaced; 0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")

@@ -39,19 +39,11 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
         raise SystemExit(f"error: {cmd[1]} failed (exit {rc}); see {log}")
 
 
-def _shards_of(common: list[str]) -> Path:
-    """The shard folder the pipeline trained on, from the same overrides (not "the newest folder")."""
+def _pipeline_config(common: list[str]):
+    """The resolved config of the pipeline run, from the same overrides: where its shards and report are."""
     from physdiff.config import resolve_config
-    from physdiff.stages import shards_dir
 
-    return shards_dir(resolve_config("tiny", [c for c in common if "=" in c]))
-
-
-def _evaluate_dir_of(common: list[str]) -> Path:
-    from physdiff.config import resolve_config
-    from physdiff.stages.evaluate import evaluate_dir
-
-    return evaluate_dir(resolve_config("tiny", [c for c in common if "=" in c]))
+    return resolve_config("tiny", [c for c in common if "=" in c])
 
 
 class Timings:
@@ -63,13 +55,12 @@ class Timings:
         self.data = json.loads(path.read_text()) if path.is_file() else {}
         self.cached: set[str] = set()
 
-    def record(self, phase: str, seconds: float) -> float:
+    def record(self, phase: str, seconds: float) -> None:
         if seconds < 60 and phase in self.data:
             self.cached.add(phase)
-            return float(self.data[phase])
+            return
         self.data[phase] = round(seconds, 1)
         self.path.write_text(json.dumps(self.data, indent=2) + "\n")
-        return seconds
 
     def text(self, phase: str) -> str:
         return f"{self.data.get(phase, 0.0) / 60:.1f} min" + (" (first run; cached now)" if phase in self.cached else "")
@@ -127,7 +118,11 @@ def main() -> None:
     t0 = time.time()
     _run([sys.executable, "cluster/launch.py", "--stage", "all", "--local", *common], env, log)
     timings.record("pipeline", time.time() - t0)
-    report_dir = _evaluate_dir_of(common)
+    from physdiff.stages import shards_dir
+    from physdiff.stages.evaluate import evaluate_dir
+
+    cfg = _pipeline_config(common)
+    report_dir = evaluate_dir(cfg)
     report = json.loads((report_dir / "report.json").read_text())
     report_md = (report_dir / "report.md").read_text()
 
@@ -142,7 +137,7 @@ def main() -> None:
 
     sweep_md = ""
     if not args.skip_sweep:
-        shards = _shards_of(common)  # the evaluated world's (the classifier world's shards live beside them)
+        shards = shards_dir(cfg)  # the evaluated world's (the classifier world's shards live beside them)
         t1 = time.time()
         _run([sys.executable, "sweeps/residual_dims.py", "--preset", "tiny", "--dims", args.sweep_dims,
               "--lr", args.sweep_lr, "--max-concurrent", "2", "--name", f"quality-s{args.seed}",

@@ -131,11 +131,11 @@ class DiffusionConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 257 x 32 spectrogram: no attention at full resolution, three levels, small physics MLPs.
         "tiny": {
-            "epochs": 20,
+            "epochs": 20,  # the diffusion model needs far more steps than the prior (20 fits the 20-minute main job)
             "lr": 1e-3,  # the prior and video stages keep train.lr; 380 steps reach a lower loss at 1e-3 than at 5e-4
             "prediction": "v",  # a few hundred CPU steps: v learns the high-noise end far faster (docs/deviations.md)
             "freq_input": True,  # lets the small U-Net put modes at the frequencies mu names (docs/deviations.md)
-            "eval_every": 5,  # sampling + Griffin-Lim media cost about as much as a few tiny epochs  # the diffusion model needs far more steps than the prior (20 fits the 20-minute main job)
+            "eval_every": 5,  # sampling + Griffin-Lim media cost about as much as a few tiny epochs
             "width": 16,
             "channel_mults": (1, 2, 4),
             "blocks_per_level": 1,

@@ -14,7 +14,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from physdiff.diffusion.losses import noise_prediction_loss
+from physdiff.diffusion.losses import PREDICTIONS, noise_prediction_loss
 from physdiff.diffusion.samplers import SAMPLERS
 from physdiff.diffusion.schedule import Schedule, eps_from_v, schedule_from_config
 from physdiff.models.conditioning import Conditioner
@@ -31,8 +31,8 @@ class PhysicsDiffusion(nn.Module):
     def __init__(self, conditioner: Conditioner, unet: UNet, schedule: Schedule, *, cond_dropout: float = 0.1,
                  loss_kind: str = "l1", spec_shape: tuple[int, int] = (1025, 44), prediction: str = "eps") -> None:
         super().__init__()
-        if prediction not in ("eps", "v"):
-            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.conditioner, self.unet = conditioner, unet
         self.cond_dropout, self.loss_kind, self.prediction = cond_dropout, loss_kind, prediction
         self.spec_shape = tuple(spec_shape)

@@ -216,8 +216,8 @@ class UNet(nn.Module):
 
 def unet_from_config(cfg: object, cond_dim: int, num_bins: int = 0) -> UNet:
     """The U-Net sized by a ``DiffusionConfig``; ``num_bins`` (the spectrogram's F) for ``freq_input``."""
-    freq_bins = num_bins if getattr(cfg, "freq_input", False) else 0
-    if getattr(cfg, "freq_input", False) and not num_bins:
+    freq_bins = num_bins if cfg.freq_input else 0  # type: ignore[attr-defined]
+    if cfg.freq_input and not num_bins:  # type: ignore[attr-defined]
         raise ValueError("diffusion.freq_input needs the spectrogram's number of bins")
     return UNet(width=cfg.width, channel_mults=cfg.channel_mults, blocks_per_level=cfg.blocks_per_level,  # type: ignore[attr-defined]
                 attn_levels=cfg.attn_levels, mid_attention=cfg.mid_attention, cond_dim=cond_dim,  # type: ignore[attr-defined]

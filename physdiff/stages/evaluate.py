@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -108,11 +109,9 @@ def classifier_dir(cfg: Any) -> Path:
     from physdiff.configlib import config_hash
 
     e = cfg.eval
-    own = {k: getattr(e, k) for k in ("classifier_backbone", "classifier_width", "classifier_dropout",
-                                      "classifier_epochs", "classifier_batch_size", "classifier_lr",
-                                      "classifier_weight_decay", "classifier_aug_gain_db", "classifier_aug_shift",
-                                      "classifier_aug_freq_mask", "classifier_aug_freq_masks",
-                                      "classifier_aug_time_mask", "classifier_world_videos", "classifier_world_seed")}
+    # every classifier_* setting (a new one joins the hash by itself) except the path of given weights
+    own = {f.name: getattr(e, f.name) for f in dataclasses.fields(e)
+           if f.name.startswith("classifier_") and f.name != "classifier_pretrained"}
     data = config_hash(cfg, sections=("seed", "audio", "physics", "world", "shards"))
     h = hashlib.sha256(json.dumps({"data": data, "classifier": own}, sort_keys=True).encode()).hexdigest()[:10]
     return cfg.paths.root() / "runs" / f"classifier-{h}"

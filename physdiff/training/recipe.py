@@ -35,6 +35,11 @@ class Recipe:
     # Config keys (top-level fields or sections) that define this stage's result: its run hash.
     sections: tuple[str, ...] = ("seed", "train")
 
+    def _stage_or_train(self, cfg: Any, key: str) -> Any:
+        """``<stage section>.<key>`` when set (> 0), else ``train.<key>``."""
+        own = getattr(getattr(cfg, self.name, None), key, 0) or 0
+        return own if own > 0 else getattr(cfg.train, key)
+
     def num_epochs(self, cfg: Any) -> int:
         """Epochs of this stage: ``<stage section>.epochs`` when set (> 0), else ``train.epochs``.
 
@@ -42,22 +47,19 @@ class Recipe:
         diffusion model needs many), so one pipeline config can size each; the stage section is
         part of the stage's run hash, so changing one stage's epochs reruns only that stage.
         """
-        own = getattr(getattr(cfg, self.name, None), "epochs", 0) or 0
-        return int(own) if own > 0 else int(cfg.train.epochs)
+        return int(self._stage_or_train(cfg, "epochs"))
 
     def learning_rate(self, cfg: Any) -> float:
         """Peak learning rate: ``<stage section>.lr`` when set (> 0), else ``train.lr`` (sized per stage, like epochs)."""
-        own = getattr(getattr(cfg, self.name, None), "lr", 0.0) or 0.0
-        return float(own) if own > 0 else float(cfg.train.lr)
+        return float(self._stage_or_train(cfg, "lr"))
 
     def eval_every(self, cfg: Any) -> int:
         """Evaluate every N epochs: ``<stage section>.eval_every`` when set (> 0), else ``train.eval_every``.
 
-        Like :meth:`num_epochs`, per stage: the diffusion stage's evaluation samples spectrograms and
-        renders audio, which costs as much as several of its short CPU epochs.
+        Per stage: the diffusion stage's evaluation samples spectrograms and renders audio, which
+        costs as much as several of its short CPU epochs.
         """
-        own = getattr(getattr(cfg, self.name, None), "eval_every", 0) or 0
-        return int(own) if own > 0 else int(cfg.train.eval_every)
+        return int(self._stage_or_train(cfg, "eval_every"))
 
     def setup(self, cfg: Any, rank: int, world_size: int) -> None:
         """Called once per process before anything else (find data, count batches)."""
