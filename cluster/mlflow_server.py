@@ -181,6 +181,21 @@ def start_server(
     raise PhysdiffError(f"mlflow server did not answer {uri}/health within {wait_s:.0f} s; see {state_dir / LOG_FILE}")
 
 
+def direct_artifact_experiments(uri: str) -> list[tuple[str, str]]:
+    """(name, location) of the store's experiments whose artifacts bypass the server's proxy.
+
+    An experiment created by the embedded store (a trainer without a server) keeps the local
+    ``file://`` artifact location it was given; served later, its clients still write artifacts
+    there directly instead of through the proxy. Harmless on one machine (the same folder), wrong
+    for nodes without that filesystem. Experiments created through a server get ``mlflow-artifacts:``.
+    """
+    from mlflow.tracking import MlflowClient
+
+    exps = MlflowClient(uri).search_experiments()
+    return [(e.name, e.artifact_location) for e in exps
+            if e.artifact_location.startswith("file:") or e.artifact_location.startswith("/")]
+
+
 def stop_server(state_dir: Path, timeout: float = 20.0) -> bool:
     """SIGTERM the server's process group, SIGKILL after ``timeout``; returns False if none was running."""
     state_dir = Path(state_dir)
@@ -232,6 +247,12 @@ def main() -> int:
         what = "already running" if st.get("reused") else "started"
         print(f"mlflow server {what} (pid {st['pid']}, backend {st['backend_store_uri']}, log {st['log']})", file=sys.stderr)
         print(f"  UI: open {st['uri']} ; trainers: tracking.tracking_uri={st['uri']} (or MLFLOW_TRACKING_URI)", file=sys.stderr)
+        direct = direct_artifact_experiments(st["uri"])
+        if direct:
+            names = ", ".join(f"{n!r} ({loc})" for n, loc in direct)
+            print(f"  note: {len(direct)} experiment(s) made by the embedded store write artifacts directly, not through "
+                  f"this server's proxy: {names}. Fine on this machine; for many nodes use a fresh "
+                  "--backend-store-uri or another tracking.experiment.", file=sys.stderr)
         print(st["uri"])
         return 0
     if a.action == "stop":

@@ -97,12 +97,25 @@ class PhysicsConfig:
 
     estimator: str = "paper"  # "paper" (the paper's per-bin rule) or "highres" (physdiff.physics.list_estimators())
     decay_convention: str = "fit"  # "fit": eq. 4 reproduces the fall to the floor; "t60": official 60 / time-to-floor
+    # Paper rule only: read f off the whole-clip FFT zero-padded to fft_pad x T (1 = the official 4 Hz
+    # grid at 0.25 s; 4 = a 1 Hz grid, within 2 Hz of well-separated modes).
+    fft_pad: int = 1
     residual_bands: int = 100
     residual_fmin: float = 20.0
     residual_spacing: str = "mel"  # "mel" or "log"
     residual_seed: int = 0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def validate(self) -> None:
+        if self.fft_pad < 1:
+            raise ConfigError(f"physics.fft_pad must be >= 1, got {self.fft_pad}")
+        if self.fft_pad != 1 and self.estimator != "paper":
+            raise ConfigError(f"physics.fft_pad applies to the paper rule only (physics.estimator={self.estimator!r})")
+
+    def estimator_options(self) -> dict[str, Any]:
+        """The chosen estimator's own keywords for ``estimate_modes``."""
+        return {"fft_pad": self.fft_pad} if self.estimator == "paper" else {}
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Generate the synthetic physics world: impact videos + sounds in the Greatest Hits layout, with ground truth.
 
-    python shards/synth.py --out data/world/tiny --preset tiny --seed 0            # 12 videos x 10 hits, 64 px
+    python shards/synth.py --out data/world/tiny --preset tiny --seed 0            # 40 videos x 12 hits, 64 px
     python shards/synth.py --out DIR --videos 20 --hits-per-video 16 --seed 0 --size 224 world.workers=2
     python shards/synth.py --preset debug world.clean=true                        # no room, no noise
 

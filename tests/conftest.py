@@ -24,6 +24,16 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests keep what a person may want to look at afterwards (screenshots, rendered pages):
+    $PHYSDIFF_TEST_ARTIFACTS, else ``data/test-artifacts`` in the checkout (git-ignored, kept after the run,
+    unlike pytest's temporary folders)."""
+    path = Path(os.environ.get("PHYSDIFF_TEST_ARTIFACTS") or REPO / "data" / "test-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster() -> dict:
     """Start (or reuse) the single-node SLURM on 127.0.0.1 from cluster/slurm_local/start.sh.
 

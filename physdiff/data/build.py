@@ -293,6 +293,7 @@ def _estimate(clips: list[_Clip], cfg: Any) -> list[np.ndarray]:
             modes = estimate_modes(
                 batch, ac.sample_rate, n_fft=ac.n_fft, hop_length=ac.hop_length, floor_db=ac.floor_db,
                 method=cfg.physics.estimator, decay_convention=cfg.physics.decay_convention,
+                **cfg.physics.estimator_options(),
             ).stack()  # (B, 3, D)
         m = modes.detach().cpu().numpy().astype(np.float32)
         out.extend(m[j] for j in range(m.shape[0]))

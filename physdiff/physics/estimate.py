@@ -6,12 +6,13 @@ Estimators are registered by name (``list_estimators()``):
   complex frame-ratio fit per bin; see :mod:`physdiff.physics.highres`.
 
 A new estimator is a function ``fn(audio (B, T), sample_rate, *, n_fft, hop_length, floor_db,
-decay_convention) -> Modes`` decorated with ``@register_estimator("name")``.
+decay_convention, **options) -> Modes`` decorated with ``@register_estimator("name")``; its own
+options (the paper rule's ``fft_pad``, highres's ``margin_db``) pass through ``estimate_modes``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -62,6 +63,7 @@ def estimate_modes(
     floor_db: float = -80.0,
     method: str = "paper",
     decay_convention: str = "fit",
+    **options: Any,
 ) -> Modes:
     """Estimate one mode (f Hz, p dB, lambda dB/s; eq. 4) per STFT bin for each clip.
 
@@ -69,7 +71,8 @@ def estimate_modes(
     T >= 1 works: D = n_fft // 2 + 1 is fixed by ``n_fft``; the frame count (and so the "never reaches
     the floor" time) follows T. Each clip is peak-normalised first, so its scale does not matter;
     an all-zero clip gives defined modes (bin-centre f, p = floor_db, lambda = 0 with "fit"); NaN or
-    inf input raises ValueError naming the clips. Returns :class:`Modes` with ``(B, D)`` fields.
+    inf input raises ValueError naming the clips. ``options`` are the chosen estimator's own keywords
+    (e.g. ``fft_pad=4`` for "paper"). Returns :class:`Modes` with ``(B, D)`` fields.
     """
     fn = get_estimator(method)
     return fn(
@@ -79,4 +82,5 @@ def estimate_modes(
         hop_length=hop_length,
         floor_db=floor_db,
         decay_convention=decay_convention,
+        **options,
     )

@@ -13,6 +13,7 @@ CPU runs are real gloo DDP.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import torch
@@ -37,6 +38,8 @@ def make_accelerator(mixed_precision: str = "no", cpu: bool | None = None) -> An
     if use_cpu:
         os.environ["ACCELERATE_USE_CPU"] = "true"
         if mixed_precision == "fp16":  # fp16 autocast + GradScaler are GPU features
+            print("[physdiff] train.mixed_precision=fp16 needs a GPU; this CPU run uses fp32 (bf16 works on CPU)",
+                  file=sys.stderr)
             mixed_precision = "no"
     # Several stage runs in one process (pipeline, tests): start from a clean Accelerate state,
     # but keep an existing process group (the state reset does not destroy it).

@@ -182,20 +182,3 @@ def test_cli_summary_and_strict_exit(gh_source: Path, tmp_path: Path, repo_root:
 def test_onset_frame_rounds_down_at_the_container_rate() -> None:
     assert media.onset_frame(1.0, media.Fraction(30000, 1001)) == 29
     assert media.onset_frame(1001 / 30000, media.Fraction(30000, 1001)) == 1  # exactly on a boundary
-
-
-def test_generated_world(tmp_path: Path) -> None:
-    world = pytest.importorskip("physdiff.world")
-    if not hasattr(world, "generate_world"):
-        pytest.skip("physdiff.world.generate_world not available yet")
-    from physdiff.config import resolve_config
-
-    cfg = resolve_config("debug")
-    src = tmp_path / "world"
-    world.generate_world(src, cfg.world, seed=0, progress=False)
-    s = build_shards(src, tmp_path / "out", cfg, workers=2)
-    assert s["written"] > 0
-    assert s["written"] + s["skipped"] == s["annotated"] == _count_lines(src)
-    for split in ("train", "test"):
-        man = json.loads((tmp_path / "out" / split / "manifest.json").read_text())
-        assert man["written"] + len(man["skipped"]) == man["annotated"]

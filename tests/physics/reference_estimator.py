@@ -41,6 +41,7 @@ def reference_paper_rule(
     hop: int = 256,
     floor_db: float = -80.0,
     decay_convention: str = "fit",
+    fft_pad: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One clip (T,) -> (freq, power, decay), each (F,), by loops over bins."""
     x = np.asarray(audio, dtype=np.float64)
@@ -49,7 +50,7 @@ def reference_paper_rule(
         x = x / peak
     db = reference_db(reference_stft_magnitude(x, n_fft, hop), floor_db)
     n_bins, n_frames = db.shape
-    L = max(len(x), n_fft)
+    L = max(len(x) * fft_pad, n_fft)
     spectrum = np.abs(np.fft.rfft(x, n=L))
     fft_freqs = np.arange(len(spectrum)) * sample_rate / L
     half = sample_rate / (2 * n_fft)

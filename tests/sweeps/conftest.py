@@ -16,7 +16,8 @@ def debug_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sweep4(debug_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A real 4-trial sweep (M in {0, 25} x lr in {1e-3, 3e-3}, 2 at a time, per-M ASHA) on the debug world."""
+    """A real 4-trial sweep (M in {0, 25} x lr in {1e-3, 3e-3}, 2 at a time, per-M ASHA) of the ``tiny`` prior
+    (the issue's preset; 2 transformer layers, d_model 64) on the debug world's shards (debug = tiny's audio)."""
     import subprocess
     import sys
     import time
@@ -24,7 +25,7 @@ def sweep4(debug_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     from tests.sweeps.world import REPO, clean_env
 
     data = tmp_path_factory.mktemp("sweep4") / "data"
-    cmd = [sys.executable, "sweeps/residual_dims.py", "--preset", "debug", "--dims", "0,25", "--lr", "1e-3,3e-3",
+    cmd = [sys.executable, "sweeps/residual_dims.py", "--preset", "tiny", "--dims", "0,25", "--lr", "1e-3,3e-3",
            "--max-concurrent", "2", "--num-cpus", "4", "--grace-period", "1", "--name", "s4",
            f"train.shards={debug_shards}", "train.epochs=3"]
     t0 = time.time()

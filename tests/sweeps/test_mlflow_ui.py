@@ -46,7 +46,7 @@ def chromium(exe: str, url: str, profile: Path, *extra: str) -> subprocess.Compl
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
 
 
-def test_mlflow_ui_shows_the_sweep_and_its_trials(sweep4: dict, tmp_path: Path) -> None:
+def test_mlflow_ui_shows_the_sweep_and_its_trials(sweep4: dict, tmp_path: Path, artifacts_dir: Path) -> None:
     exe = ensure_chromium()
     from mlflow.tracking import MlflowClient
 
@@ -70,10 +70,12 @@ def test_mlflow_ui_shows_the_sweep_and_its_trials(sweep4: dict, tmp_path: Path) 
         url = f"{uri}/#/experiments/{exp_id}/runs?orderByKey=attributes.run_name&orderByAsc=true"
         dom = chromium(exe, url, tmp_path / "profile", "--dump-dom")
         assert dom.returncode == 0, dom.stderr[-2000:]
-        (tmp_path / "runs.html").write_text(dom.stdout)
+        page = artifacts_dir / "mlflow-ui-runs.html"
+        page.write_text(dom.stdout)
         missing = [n for n in names if n not in dom.stdout]
-        assert not missing, f"run names not in the rendered page: {missing} (DOM saved to {tmp_path / 'runs.html'})"
-        shot = tmp_path / "mlflow-runs.png"  # kept as the test artifact under pytest's tmp dir
+        assert not missing, f"run names not in the rendered page: {missing} (DOM saved to {page})"
+        shot = artifacts_dir / "mlflow-ui-runs.png"  # the test artifact: kept after the run
+        shot.unlink(missing_ok=True)
         sc = chromium(exe, url, tmp_path / "profile2", "--window-size=1400,900", f"--screenshot={shot}")
         assert sc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", sc.stderr[-2000:]
         assert shot.stat().st_size > 20_000  # a rendered table, not a blank page

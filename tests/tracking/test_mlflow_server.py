@@ -27,8 +27,13 @@ def test_server_start_log_through_proxy_stop(tmp_path: Path) -> None:
     env = dict(os.environ, PHYSDIFF_DATA=str(tmp_path / "data"))
     env.pop("MLFLOW_TRACKING_URI", None)
     state = tmp_path / "state"
+    # An experiment the embedded store made earlier (local file:// artifacts): start says it bypasses the proxy.
+    (tmp_path / "data").mkdir()
+    embedded = MlflowClient(f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}")
+    embedded.create_experiment("made-embedded", artifact_location=(tmp_path / "data" / "mlartifacts").as_uri())
     p = _cli("start", "--state", str(state), env=env)
     assert p.returncode == 0, p.stderr
+    assert "write artifacts directly" in p.stderr and "'made-embedded'" in p.stderr, p.stderr
     uri = p.stdout.strip()
     st = json.loads((state / "server.json").read_text())
     try:

@@ -128,3 +128,51 @@ def test_unreachable_tracking_server_does_not_stop_training(tmp_path: Path) -> N
     assert sum("MLflow tracking" in str(w.message) for w in rec) == 1  # warned once
     rows = (r.run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(rows) >= 9 and any("val/mse" in row for row in rows)
+
+
+class _DtypeToy(ToyRecipe):
+    """The toy regression, recording the dtype its first layer computes in (Accelerate casts the model's
+    output back to fp32, so the output alone would not tell)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[torch.dtype] = set()
+
+    def build_model(self, cfg):
+        model = super().build_model(cfg)
+        model[0].register_forward_hook(lambda mod, args, out: self.dtypes.add(out.dtype))
+        return model
+
+
+def test_bf16_mixed_precision_autocasts_and_keeps_fp32_weights(tmp_path: Path) -> None:
+    recipe = _DtypeToy()
+    r = train(_cfg(tmp_path, "train.mixed_precision=bf16"), recipe)
+    assert r.status == "finished"
+    assert recipe.dtypes == {torch.bfloat16}  # the forward ran under bf16 autocast (CPU autocast here)
+    state = ck.load_state(ck.latest_checkpoint(r.run_dir / "checkpoints").path)
+    assert all(v.dtype == torch.float32 for v in state["model"].values())  # master weights stay fp32
+    rows = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["train/loss"] for row in rows if "train/loss" in row]
+    assert losses[-1] < losses[0]
+
+
+def test_gradient_clipping_bounds_the_update_norm(tmp_path: Path) -> None:
+    """What the optimiser sees has norm <= train.grad_clip; the logged pre-clip norm shows it had to clip."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    seen: list[float] = []
+
+    def hook(opt, args, kwargs):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in grads]))))
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        r = train(_cfg(tmp_path, "train.grad_clip=0.05", "train.log_every=1"), ToyRecipe())
+    finally:
+        handle.remove()
+    assert r.status == "finished" and len(seen) == r.step == 18
+    assert max(seen) <= 0.05 * (1 + 1e-4), max(seen)
+    rows = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+    pre = [row["train/grad_norm"] for row in rows if "train/grad_norm" in row]
+    assert len(pre) == 18 and max(pre) > 0.05 * 2  # the raw gradients were larger: clipping acted
