@@ -426,8 +426,17 @@ def check_output(out: Path, cfg: Any, source: Path, overwrite: bool) -> None:
             for d in [out / s for s in layout.SPLITS] + [out / PARTS_DIR]:
                 shutil.rmtree(d, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "build.json").write_text(json.dumps({"config_hash": cfg.hash(32), "source": str(source.resolve()), "format": FORMAT}))
-    cfg.write_json(out / "config.json")
+    _write_if_changed(out / "build.json", json.dumps({"config_hash": cfg.hash(32), "source": str(source.resolve()), "format": FORMAT}))
+    _write_if_changed(out / "config.json", cfg.to_json() + "\n")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Atomic write that leaves an identical file alone (a resumed build touches nothing it need not)."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def run_local(plan: Plan, out: Path, cfg: Any, workers: int, strict: bool, progress: Callable[[dict], None] | None = None) -> list[dict]:
@@ -517,9 +526,7 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
         }
         d = out / split
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, d / "manifest.json")
+        _write_if_changed(d / "manifest.json", json.dumps(manifest, indent=1))
         summary["splits"][split] = {"annotated": annotated, "written": written, "skipped": len(skipped), "shards": len(shards),
                                     "bytes": sum(s["bytes"] for s in shards)}
         total.update(annotated=annotated, written=written, skipped=len(skipped))

@@ -404,10 +404,9 @@ def test_rerun_is_a_noop(world: Path, built, cfg) -> None:
     out, first = built
     tars = sorted(out.glob("*/*.tar"))
     parts = sorted(out.glob("_parts/*.json"))
-    manifests = [out / s / "manifest.json" for s in SPLITS]
+    manifests = [out / s / "manifest.json" for s in SPLITS] + [out / "build.json", out / "config.json"]
     assert tars and parts
-    before = {p: (_sha256(p), p.stat().st_mtime_ns, p.stat().st_ino) for p in tars + parts}
-    man_before = {p: _sha256(p) for p in manifests}
+    before = {p: (_sha256(p), p.stat().st_mtime_ns, p.stat().st_ino) for p in tars + parts + manifests}
     files_before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
 
     again = build_shards(world, out, cfg, workers=2)
@@ -415,8 +414,7 @@ def test_rerun_is_a_noop(world: Path, built, cfg) -> None:
     assert again["tasks"] == first["tasks"] == again["tasks_reused"]  # no task redone
     for k in ("annotated", "written", "skipped", "splits", "skip_counts"):
         assert again[k] == first[k], k
-    # Shards and part records untouched (content, mtime, inode: not even rewritten in place or replaced).
-    assert {p: (_sha256(p), p.stat().st_mtime_ns, p.stat().st_ino) for p in tars + parts} == before
-    # Manifests are rewritten by the final step, but byte-identical.
-    assert {p: _sha256(p) for p in manifests} == man_before
+    # Shards, part records, manifests and the build's config untouched (content, mtime, inode: not even
+    # rewritten in place or replaced). Only summary.json is new: it records that every task was reused.
+    assert {p: (_sha256(p), p.stat().st_mtime_ns, p.stat().st_ino) for p in tars + parts + manifests} == before
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files_before
