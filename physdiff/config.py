@@ -33,6 +33,7 @@ from physdiff.configlib import (  # noqa: F401  (re-exported)
     to_dict,
 )
 from physdiff.configlib import resolve_config as _resolve
+from physdiff.fileio import atomic_write_text
 from physdiff.data.config import LoaderConfig, ShardsConfig
 from physdiff.eval.config import EvalConfig
 from physdiff.models.config import DiffusionConfig, VideoConfig
@@ -161,10 +162,7 @@ class Config:
         """Write the resolved config (atomically) as JSON; returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n")
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, self.to_json() + "\n")
 
     def hash(self, length: int = 10) -> str:
         return config_hash(self, length)

@@ -36,6 +36,7 @@ from physdiff.checksum import file_sha256
 from physdiff.data import layout, media, sample
 from physdiff.data.labels import UNKNOWN, material_index
 from physdiff.errors import DataError
+from physdiff.fileio import atomic_write_text, write_text_if_changed
 
 FORMAT = "physdiff-shards/1"
 PARTS_DIR = "_parts"
@@ -402,9 +403,7 @@ def run_task(task: Task, source: str, out: str, cfg_dict: dict[str, Any], strict
         raise RuntimeError(f"task {task.name}: written {len(clips)} + skipped {len(skips)} != annotated {annotated}")
     pp = part_path(out_p, task)
     pp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pp.with_name(pp.name + ".tmp")
-    tmp.write_text(json.dumps(part, indent=1))
-    os.replace(tmp, pp)
+    atomic_write_text(pp, json.dumps(part, indent=1))
     part["reused"] = False
     return part
 
@@ -426,17 +425,8 @@ def check_output(out: Path, cfg: Any, source: Path, overwrite: bool) -> None:
             for d in [out / s for s in layout.SPLITS] + [out / PARTS_DIR]:
                 shutil.rmtree(d, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(out / "build.json", json.dumps({"config_hash": cfg.hash(32), "source": str(source.resolve()), "format": FORMAT}))
-    _write_if_changed(out / "config.json", cfg.to_json() + "\n")
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    """Atomic write that leaves an identical file alone (a resumed build touches nothing it need not)."""
-    if path.exists() and path.read_text() == text:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_if_changed(out / "build.json", json.dumps({"config_hash": cfg.hash(32), "source": str(source.resolve()), "format": FORMAT}))
+    write_text_if_changed(out / "config.json", cfg.to_json() + "\n")
 
 
 def run_local(plan: Plan, out: Path, cfg: Any, workers: int, strict: bool, progress: Callable[[dict], None] | None = None) -> list[dict]:
@@ -526,7 +516,7 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
         }
         d = out / split
         d.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(d / "manifest.json", json.dumps(manifest, indent=1))
+        write_text_if_changed(d / "manifest.json", json.dumps(manifest, indent=1))
         summary["splits"][split] = {"annotated": annotated, "written": written, "skipped": len(skipped), "shards": len(shards),
                                     "bytes": sum(s["bytes"] for s in shards)}
         total.update(annotated=annotated, written=written, skipped=len(skipped))

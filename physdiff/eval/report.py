@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from physdiff.errors import DataError
+from physdiff.fileio import atomic_write_text
 from physdiff.eval.metrics import METRIC_NAMES
 
 __all__ = [
@@ -150,12 +151,6 @@ def _markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     import io
 
@@ -198,9 +193,9 @@ def write_report(
         "table1_csv": run_dir / "table1.csv",
         "table3_csv": run_dir / "table3.csv",
     }
-    _atomic_write(paths["json"], json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    _atomic_write(paths["table1_csv"], _csv_text(table1, TABLE1_COLUMNS))
-    _atomic_write(paths["table3_csv"], _csv_text(table3, TABLE3_COLUMNS))
+    atomic_write_text(paths["json"], json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["table1_csv"], _csv_text(table1, TABLE1_COLUMNS))
+    atomic_write_text(paths["table3_csv"], _csv_text(table3, TABLE3_COLUMNS))
 
     md = ["# Evaluation report", ""]
     for k in sorted(meta):
@@ -220,7 +215,7 @@ def write_report(
         _markdown_table(table3, TABLE3_COLUMNS),
         "",
     ]
-    _atomic_write(paths["md"], "\n".join(md))
+    atomic_write_text(paths["md"], "\n".join(md))
     return paths
 
 
