@@ -128,7 +128,7 @@ def score_split(model: Any, clf: torch.nn.Module, clips: dict[str, Any], args: a
 
 @torch.no_grad()
 def scores(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    from physdiff.stages.video import classification_metrics
+    from physdiff.eval.metrics import classification_metrics
 
     logits = torch.cat([clf(x[i : i + 64])[0] for i in range(0, len(x), 64)])  # (N, K)
     m = classification_metrics(logits, y)

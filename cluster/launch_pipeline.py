@@ -39,8 +39,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 
 
 def _script_args(args: Any, cfg: Any) -> list[str]:
-    extra = [f"seed={cfg.seed}"] if not any(o.startswith("seed=") for o in args.overrides) else []
-    return ["--preset", args.preset, *args.overrides, *extra]
+    return ["--preset", args.preset, *args.overrides]
 
 
 def _data_commands(args: Any, cfg: Any) -> list[tuple[str, list[str]]]:

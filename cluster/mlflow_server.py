@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from physdiff.errors import PhysdiffError, run_cli
+from physdiff.fileio import atomic_write_json
 from physdiff.paths import data_root
 
 STATE_FILE = "server.json"
@@ -164,9 +165,7 @@ def start_server(
         "backend_store_uri": backend_store_uri, "artifacts_destination": artifacts_destination,
         "log": str(state_dir / LOG_FILE), "started": time.time(),
     }  # fmt: skip
-    tmp = state_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(state_dir / STATE_FILE)
+    atomic_write_json(state_dir / STATE_FILE, state)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

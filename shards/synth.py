@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default: under the data root)")
     ap.add_argument("--videos", type=int, default=None, help="number of videos (world.videos)")
     ap.add_argument("--hits-per-video", type=int, default=None, help="events per video (world.hits_per_video)")
-    ap.add_argument("--seed", type=int, default=None, help="random seed (same seed, same bytes)")
+    ap.add_argument("--seed", type=int, default=None, help="the world's seed, world.seed (same seed, same bytes)")
     ap.add_argument("--size", type=int, default=None, help="square frame size in px (world.size)")
     ap.add_argument("--workers", type=int, default=None, help="processes (world.workers)")
     ap.add_argument("--overwrite", action="store_true", help="replace a world already in --out")
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(ap)
     args = ap.parse_args(argv)
     cfg = config_from_args(args, {"world.videos": args.videos, "world.hits_per_video": args.hits_per_video,
-                                  "seed": args.seed, "world.size": args.size, "world.workers": args.workers})
+                                  "world.seed": args.seed, "world.size": args.size, "world.workers": args.workers})
     out, summary = ensure_world(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     if summary is None:
         print(f"cached: {out} already holds this world (world hash {world_hash(cfg)})")

@@ -268,10 +268,9 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    from physdiff.fileio import atomic_write_json
+
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def unique(seq: Iterable[Any]) -> list[Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from physdiff.checksum import file_sha256
 from physdiff.data import layout, media, sample
 from physdiff.data.labels import UNKNOWN, material_index
 from physdiff.errors import DataError
-from physdiff.fileio import atomic_write_text, write_text_if_changed
+from physdiff.fileio import atomic_output, atomic_write_text, sweep_temps, write_text_if_changed
 
 FORMAT = "physdiff-shards/1"
 PARTS_DIR = "_parts"
@@ -209,7 +208,6 @@ def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], stric
         return []
     src = v.frames_source()
     nf = sc.num_frames
-    half = nf // 2
     # Frame indices need the fps, which needs the file open; open it once for the rate, decode once.
     try:
         fps = media.video_fps(src)
@@ -217,10 +215,7 @@ def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], stric
         for ev in selected:
             skip(ev.line, str(e), src, ev=ev)
         return []
-    wanted: set[int] = set()
-    for ev in selected:
-        f0 = media.onset_frame(ev.time, fps)
-        wanted.update(range(max(0, f0 - half), f0 - half + nf))
+    wanted = media.window_wanted([media.onset_frame(ev.time, fps) for ev in selected], nf)
     try:
         vf = media.decode_frames(src, wanted, sc.frame_size)
     except DataError as e:
@@ -250,7 +245,7 @@ def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], stric
             skip(ev.line, "silent audio clip", v.wav, ev=ev)
             continue
         seen[key] = ev.line
-        idx = [min(max(i, 0), vf.num_frames - 1) for i in range(f0 - half, f0 - half + nf)]  # clamp at the ends
+        idx, clamped = media.frame_window(f0, nf, vf.num_frames)  # clamped at the ends of the video
         gain = sample.audio_gain(clip)
         meta = {
             "key": key,
@@ -264,7 +259,7 @@ def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], stric
             "onset_sample": onset,
             "onset_frame": f0,
             "frame_indices": idx,
-            "frames_clamped": sum(i != j for i, j in zip(idx, range(f0 - half, f0 - half + nf))),
+            "frames_clamped": clamped,
             "sample_rate": ac.sample_rate,
             "num_samples": ac.num_samples,
             "fps": float(vf.fps),
@@ -318,9 +313,8 @@ def _write_shard(path: Path, clips: list[_Clip], modes: list[np.ndarray], cfg: A
     """
     import tarfile
 
-    tmp = path.with_name(path.name + ".tmp")
     q = cfg.shards.jpeg_quality
-    with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+    with atomic_output(path) as tmp, open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tf:
         for c, m in zip(clips, modes):
             sample.check_key(c.key)
             jpgs, lengths = sample.encode_frames(c.frames, q)
@@ -329,7 +323,6 @@ def _write_shard(path: Path, clips: list[_Clip], modes: list[np.ndarray], cfg: A
             _add_member(tf, f"{c.key}.{sample.MODES_EXT}", sample.encode_npy(m))
             _add_member(tf, f"{c.key}.{sample.META_EXT}", sample.encode_meta(meta))
             _add_member(tf, f"{c.key}.{sample.FRAMES_EXT}", jpgs)
-    os.replace(tmp, path)
     return {"name": f"{path.parent.name}/{path.name}", "count": len(clips), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
@@ -533,7 +526,7 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
     )
     if summary["written"] + summary["skipped"] != summary["annotated"]:
         raise RuntimeError(f"written {summary['written']} + skipped {summary['skipped']} != annotated {summary['annotated']}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -546,8 +539,8 @@ def build_shards(source: str | Path, out: str | Path, cfg: Any, *, workers: int 
         for sv in plan.skipped_videos:
             raise StrictError(f"{sv['reason']} ({sv['file']})")
     check_output(out, cfg, source, overwrite)
-    for tmp in out.glob("*/*.tmp"):  # left by an interrupted run
-        tmp.unlink()
+    for split_dir in out.iterdir():  # temporary shards left by an interrupted run
+        sweep_temps(split_dir)
     if slurm is not None:
         parts = run_slurm(plan, out, cfg, strict, **slurm)
     else:

@@ -139,6 +139,32 @@ def onset_frame(t: float, fps: Fraction) -> int:
     return int(math.floor(t * float(fps) + 1e-6))  # epsilon: a time exactly on a frame boundary belongs to that frame
 
 
+def window_start(onset: int, num_frames: int) -> int:
+    """First frame of the ``num_frames`` window around onset frame ``onset``: onset - n//2 .. onset + n - n//2 - 1."""
+    return onset - num_frames // 2
+
+
+def window_wanted(onsets: "list[int] | tuple[int, ...]", num_frames: int) -> set[int]:
+    """Every frame index any of the windows needs (what one decode pass must keep; negatives dropped)."""
+    wanted: set[int] = set()
+    for f0 in onsets:
+        s = window_start(f0, num_frames)
+        wanted.update(range(max(0, s), s + num_frames))
+    return wanted
+
+
+def frame_window(onset: int, num_frames: int, total_frames: int) -> tuple[list[int], int]:
+    """The frame indices of the window around ``onset`` clamped to [0, total_frames), and how many were clamped.
+
+    The one definition of "the 22 frames around a hit", shared by the shard writer and generation:
+    a window that runs past an end of the video repeats its first / last frame.
+    """
+    s = window_start(onset, num_frames)
+    want = range(s, s + num_frames)
+    idx = [min(max(i, 0), total_frames - 1) for i in want]
+    return idx, sum(i != j for i, j in zip(idx, want))
+
+
 def square_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop (H, W, 3) to a square (keeps the aspect ratio), then resize to (size, size, 3) uint8."""
     from PIL import Image

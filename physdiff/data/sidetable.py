@@ -15,7 +15,6 @@ for every array of the table; a sample key absent from the table is an error nam
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -67,9 +66,8 @@ def write_side_table(path: str | Path, keys: list[str], arrays: Mapping[str, Any
             raise DataError(f"side table {path}: array {name!r} has shape {a.shape}, expected ({len(keys)}, ...)")
         out[name] = a
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(out, str(tmp), metadata={"keys": json.dumps(keys), "meta": json.dumps(meta or {}, sort_keys=True)})
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        save_file(out, str(tmp), metadata={"keys": json.dumps(keys), "meta": json.dumps(meta or {}, sort_keys=True)})
     return path
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "confusion_matrix",
     "accuracy",
     "balanced_accuracy",
+    "classification_metrics",
     "spectrogram_mse",
     "mrstft_distance",
     "compute_metrics",
@@ -188,6 +189,34 @@ def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor, num_classes: int
     present = support > 0
     recall = cm.diagonal()[present] / support[present]
     return float(recall.mean())
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Accuracy, balanced accuracy and their chance levels of ``logits (N, K)`` against ``labels (N,)``.
+
+    The one place classification is scored (the video stage's validation, the metric classifier, Table 1).
+    ``chance_acc`` is the share of the most frequent class (the best constant guess's accuracy);
+    ``chance_balanced_acc`` is 1 / (classes present), the balanced accuracy of any constant guess.
+    Also returns the ``(K, K)`` confusion matrix (rows: truth, columns: prediction).
+    """
+    k = logits.shape[-1]
+    labels = labels.long()
+    if labels.numel() == 0:
+        return {"acc": 0.0, "balanced_acc": 0.0, "chance_acc": 0.0, "chance_balanced_acc": 0.0,
+                "confusion": torch.zeros(k, k, dtype=torch.long)}
+    pred = logits.argmax(-1)  # (N,)
+    conf = confusion_matrix(pred, labels, k).long()  # (K, K)
+    support = conf.sum(1)  # (K,)
+    present = support > 0
+    recall = conf.diag()[present].double() / support[present].double()  # (K_present,)
+    n = int(labels.numel())
+    return {
+        "acc": float(conf.diag().sum()) / n,
+        "balanced_acc": float(recall.mean()),
+        "chance_acc": float(support.max()) / n,
+        "chance_balanced_acc": 1.0 / int(present.sum()),
+        "confusion": conf,
+    }
 
 
 def spectrogram_mse(gen_specs: torch.Tensor, gt_specs: torch.Tensor) -> float:

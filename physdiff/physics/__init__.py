@@ -15,6 +15,8 @@ from physdiff.physics.spectral import (
     log_magnitude,
     normalize_spectrogram,
     peak_normalize,
+    spectrogram_target,
+    spectrogram_to_audio,
     stft_complex,
     stft_magnitude,
 )
@@ -40,6 +42,8 @@ __all__ = [
     "normalize_spectrogram",
     "denormalize_spectrogram",
     "griffin_lim",
+    "spectrogram_target",
+    "spectrogram_to_audio",
     "bin_centers",
     "frame_times",
 ]

@@ -33,6 +33,8 @@ __all__ = [
     "normalize_spectrogram",
     "denormalize_spectrogram",
     "griffin_lim",
+    "spectrogram_target",
+    "spectrogram_to_audio",
     "bin_centers",
     "frame_times",
     "LN10_OVER_20",
@@ -175,6 +177,21 @@ def griffin_lim(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         return transform(mag)  # (B, T)
+
+
+def spectrogram_target(audio: torch.Tensor, cfg: "AudioConfig") -> torch.Tensor:
+    """x_0 of the diffusion model: the normalised log-magnitude spectrogram of the peak-normalised clip.
+
+    ``(B, T)`` -> ``(B, 1, F, N)`` in [-1, 1]. The STFT and the log stay in float32 under bf16 autocast.
+    """
+    with torch.autocast(audio.device.type, enabled=False):
+        return normalize_spectrogram(log_magnitude(audio.float(), cfg), cfg).unsqueeze(1)
+
+
+def spectrogram_to_audio(x: torch.Tensor, cfg: "AudioConfig", seed: int | None = 0) -> torch.Tensor:
+    """Inverse of :func:`spectrogram_target`: ``(B, 1, F, N)`` -> denormalise -> Griffin-Lim -> peak-normalised ``(B, T)``."""
+    logmag = denormalize_spectrogram(x.float().squeeze(1).cpu(), cfg)  # (B, F, N)
+    return peak_normalize(griffin_lim(logmag, cfg, seed=seed))  # (B, T)
 
 
 def bin_centers(n_fft: int, sample_rate: float, like: torch.Tensor | None = None) -> torch.Tensor:

@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 
 from physdiff.checksum import file_sha256
 from physdiff.errors import DataError
+from physdiff.fileio import atomic_output, atomic_write_json
 
 __all__ = [
     "INDEX_FORMAT",
@@ -153,13 +154,9 @@ def build_index(
 
     blob = torch.frombuffer(bytearray("\n".join(clip_keys).encode("utf-8")), dtype=torch.uint8)  # (L,)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(
-        {"keys": keys, "values": values, "clip_keys_utf8": blob.clone()},
-        str(tmp),
-        metadata={"format": INDEX_FORMAT},
-    )
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        save_file({"keys": keys, "values": values, "clip_keys_utf8": blob.clone()}, str(tmp),
+                  metadata={"format": INDEX_FORMAT})
 
     full = dict(manifest)
     full.update(
@@ -175,9 +172,7 @@ def build_index(
         }
     )
     mpath = manifest_path(path)
-    mtmp = mpath.with_name(mpath.name + ".tmp")
-    mtmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    mtmp.replace(mpath)
+    atomic_write_json(mpath, full, sort_keys=True)
     return RetrievalIndex(keys, values, clip_keys, full)
 
 

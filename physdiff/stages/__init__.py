@@ -37,8 +37,8 @@ TASK_STAGES: dict[str, str] = {
     "evaluate": "physdiff.stages.evaluate:run_evaluate",
 }
 
-WORLD_SECTIONS = ("seed", "world")
-SHARD_SECTIONS = ("seed", "world", "audio", "physics", "shards")
+WORLD_SECTIONS = ("world",)
+SHARD_SECTIONS = ("world", "audio", "physics", "shards")
 
 
 def register_stage(name: str, target: str) -> None:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from physdiff.errors import DataError
+from physdiff.physics.spectral import spectrogram_target, spectrogram_to_audio
 from physdiff.stages.base import ShardRecipe
 from physdiff.training.recipe import EvalContext
 
@@ -94,12 +95,6 @@ def upstream_exports(cfg: Any, stage: str) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- batch -> model inputs
 
 
-def spectrogram_target(audio: Tensor, audio_cfg: Any) -> Tensor:
-    """x_0: normalised log-magnitude spectrogram of the peak-normalised clip. (B, T) -> (B, 1, F, N) in [-1, 1]."""
-    from physdiff.physics import log_magnitude, normalize_spectrogram
-
-    with torch.autocast(audio.device.type, enabled=False):  # the STFT and log stay in float32 under bf16
-        return normalize_spectrogram(log_magnitude(audio.float(), audio_cfg), audio_cfg).unsqueeze(1)
 
 
 def condition_inputs(batch: Mapping[str, Any], device: torch.device | str, x0: Tensor | None = None) -> dict[str, Tensor]:
@@ -410,12 +405,6 @@ def sample_spectrograms(model: Any, cond: Tensor, *, generator: torch.Generator 
                    generator=generator, progress=progress, **opts)
 
 
-def spectrogram_to_audio(x: Tensor, audio_cfg: Any, seed: int | None = 0) -> Tensor:
-    """Normalised spectrogram (B, 1, F, N) -> denormalise -> Griffin-Lim -> peak-normalised audio (B, T)."""
-    from physdiff.physics import denormalize_spectrogram, griffin_lim, peak_normalize
-
-    logmag = denormalize_spectrogram(x.float().squeeze(1).cpu(), audio_cfg)  # (B, F, N)
-    return peak_normalize(griffin_lim(logmag, audio_cfg, seed=seed))  # (B, T)
 
 
 # ----------------------------------------------------------------------------- loading a trained model

@@ -112,7 +112,7 @@ def classifier_dir(cfg: Any) -> Path:
     # every classifier_* setting (a new one joins the hash by itself) except the path of given weights
     own = {f.name: getattr(e, f.name) for f in dataclasses.fields(e)
            if f.name.startswith("classifier_") and f.name != "classifier_pretrained"}
-    data = config_hash(cfg, sections=("seed", "audio", "physics", "world", "shards"))
+    data = config_hash(cfg, sections=("audio", "physics", "world", "shards"))
     h = hashlib.sha256(json.dumps({"data": data, "classifier": own}, sort_keys=True).encode()).hexdigest()[:10]
     return cfg.paths.root() / "runs" / f"classifier-{h}"
 
@@ -138,7 +138,7 @@ def classifier_shards(cfg: Any, progress: bool = True) -> Path:
     if e.classifier_world_videos <= 0:
         return shards_dir(cfg)
     procs = min(4, os.cpu_count() or 1)  # worker counts are non-semantic: the bytes do not depend on them
-    wcfg = apply_overrides(copy.deepcopy(cfg), {"seed": e.classifier_world_seed, "world.videos": e.classifier_world_videos,
+    wcfg = apply_overrides(copy.deepcopy(cfg), {"world.seed": e.classifier_world_seed, "world.videos": e.classifier_world_videos,
                                                 "train.shards": "", "world.workers": procs, "shards.workers": procs})
     world, shards = world_dir(wcfg), shards_dir(wcfg)
     if not (shards / "summary.json").is_file():
@@ -149,7 +149,7 @@ def classifier_shards(cfg: Any, progress: bool = True) -> Path:
         if not ((world / "train.txt").is_file() and (world / "test.txt").is_file()):
             print(f"[evaluate] classifier world: generating {e.classifier_world_videos} videos (seed "
                   f"{e.classifier_world_seed}) -> {world}", flush=True)
-            generate_world(world, wcfg.world, wcfg.seed, overwrite=True, progress=progress)
+            generate_world(world, wcfg.world, overwrite=True, progress=progress)
         build_shards(world, shards, wcfg, workers=procs)  # resumes a partial build
         print(f"[evaluate] classifier world: shards in {time.time() - t0:.0f} s -> {shards}", flush=True)
     return shards
@@ -170,7 +170,7 @@ def train_classifier(cfg: Any, device: torch.device, progress: bool = True) -> t
     from physdiff.data.reader import load_manifest, make_loader
     from physdiff.eval.spec_augment import augment_spectrogram, settings_from_eval
     from physdiff.models.spec_classifier import build_spec_classifier
-    from physdiff.stages.diffusion import spectrogram_target
+    from physdiff.physics import spectrogram_target
 
     e = cfg.eval
     k = len(GREATEST_HITS_MATERIALS)
@@ -277,7 +277,7 @@ def nn_retrieval(cfg: Any, test: SplitClips) -> Generated:
     """Table 3's baseline: each test clip gets the recorded audio of its nearest training clip by nu."""
     from physdiff.physics import peak_normalize
     from physdiff.retrieval import query
-    from physdiff.stages.diffusion import spectrogram_target
+    from physdiff.physics import spectrogram_target
 
     t0 = time.time()
     keys, nu_train = training_nu(cfg)
@@ -319,7 +319,7 @@ def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None 
     from physdiff.eval.metrics import classifier_outputs, compute_metrics
     from physdiff.eval.report import log_report_to_mlflow, table1_row, table3_row, write_report
     from physdiff.physics import peak_normalize
-    from physdiff.stages.diffusion import spectrogram_target
+    from physdiff.physics import spectrogram_target
     from physdiff.stages.generate import SampleOptions
     from physdiff.data.labels import GREATEST_HITS_MATERIALS
 

@@ -150,12 +150,8 @@ def clip_frames(path: str | Path, onsets: Sequence[float], num_frames: int = 22,
     if bad:
         raise DataError(f"onsets must be finite and >= 0 seconds; got {bad[:3]} for {path}")
     fps = media.video_fps(path)  # DataError "unreadable video" for a corrupt file
-    half = num_frames // 2
     f0s = [media.onset_frame(t, fps) for t in onsets]
-    wanted: set[int] = set()
-    for f0 in f0s:
-        wanted.update(range(max(0, f0 - half), f0 - half + num_frames))
-    vf = media.decode_frames(path, wanted, size)
+    vf = media.decode_frames(path, media.window_wanted(f0s, num_frames), size)
     if vf.num_frames < num_frames:
         raise DataError(f"video {path} holds {vf.num_frames} frames ({vf.num_frames / float(vf.fps):.2f} s), shorter "
                         f"than the {num_frames} frames the visual encoder needs around an onset")
@@ -166,9 +162,8 @@ def clip_frames(path: str | Path, onsets: Sequence[float], num_frames: int = 22,
                         f"{vf.num_frames / float(vf.fps):.3f} s at {float(vf.fps):.3f} fps)")
     clips, clamped = [], []
     for f0 in f0s:
-        want = range(f0 - half, f0 - half + num_frames)
-        idx = [min(max(i, 0), vf.num_frames - 1) for i in want]  # clamp at the ends (as the shards)
-        clamped.append(sum(i != j for i, j in zip(idx, want)))
+        idx, n_clamped = media.frame_window(f0, num_frames, vf.num_frames)  # clamped at the ends, as the shards
+        clamped.append(n_clamped)
         clips.append(np.stack([vf.frames[i] for i in idx]).transpose(0, 3, 1, 2))  # (T, 3, S, S)
     frames = torch.from_numpy(np.stack(clips))  # (B, T, 3, S, S) uint8
     return VideoClips(path, vf.fps, vf.num_frames, list(onsets), f0s, clamped, frames)
@@ -314,7 +309,7 @@ class Synthesizer:
 
     def to_audio(self, spec: Tensor) -> Tensor:
         """(B, 1, F, N) -> denormalise -> Griffin-Lim -> peak-normalised audio (B, T) at ``audio.sample_rate``."""
-        from physdiff.stages.diffusion import spectrogram_to_audio
+        from physdiff.physics import spectrogram_to_audio
 
         return spectrogram_to_audio(spec, self.cfg.audio)
 
@@ -432,7 +427,7 @@ def generate_video(synth: Synthesizer, video: str | Path, onsets: Sequence[float
     """Every output for one video (see the module docstring); returns the summary written to ``generation.json``."""
     import soundfile as sf
 
-    from physdiff.stages.diffusion import spectrogram_target
+    from physdiff.physics import spectrogram_target
 
     t0 = time.time()
     video = Path(video)

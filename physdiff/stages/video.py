@@ -36,6 +36,7 @@ from torch import nn
 
 from physdiff.data.labels import GREATEST_HITS_MATERIALS
 from physdiff.errors import DataError
+from physdiff.eval.metrics import classification_metrics
 from physdiff.stages.base import ShardRecipe
 from physdiff.training.recipe import EvalContext
 
@@ -194,28 +195,6 @@ def export_paths(run_dir: str | Path) -> dict[str, Path]:
     return {split: run_dir / "export" / v["path"] for split, v in man["splits"].items()}
 
 
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean recall over the classes present in ``labels``) and chance levels.
-
-    Chance: ``chance_acc`` is the share of the most frequent class (the best constant guess's accuracy);
-    ``chance_balanced_acc`` is 1 / (classes present), the balanced accuracy of any constant guess.
-    logits (N, K), labels (N,) -> floats and the (K, K) confusion matrix (rows: truth, columns: prediction).
-    """
-    k = logits.shape[-1]
-    pred = logits.argmax(-1)  # (N,)
-    conf = torch.zeros(k, k, dtype=torch.long)
-    conf.index_put_((labels.long(), pred.long()), torch.ones_like(labels, dtype=torch.long), accumulate=True)
-    support = conf.sum(1)  # (K,)
-    present = support > 0
-    recall = conf.diag()[present].double() / support[present].double()  # (K_present,)
-    n = int(labels.numel())
-    return {
-        "acc": float(conf.diag().sum()) / max(n, 1),
-        "balanced_acc": float(recall.mean()) if present.any() else 0.0,
-        "chance_acc": float(support.max()) / max(n, 1),
-        "chance_balanced_acc": 1.0 / max(int(present.sum()), 1),
-        "confusion": conf,
-    }
 
 
 def _labels(batch: dict[str, Any], device: torch.device) -> torch.Tensor:

@@ -7,7 +7,7 @@ Layout of ``<run>/checkpoints/``::
         rng_rank0.pt ...      # each rank's RNG states (python, numpy, torch, cuda) as tensors
         meta.json             # the sidecar: resolved config, step, epoch, data cursor, metrics
         COMPLETE              # written last, before the rename
-    .tmp-step_00000130-<id>/  # a write in progress (or one killed mid-write): never loaded, swept later
+    .step_00000130.<id>.tmp/  # a write in progress (or one killed mid-write): never loaded, swept later
 
 Every rank writes its RNG file into the temporary folder, then rank 0 writes ``state.pt``,
 ``meta.json`` and ``COMPLETE`` and renames the folder: a rename is atomic on POSIX, so a process
@@ -18,7 +18,6 @@ loaded with ``torch.load(weights_only=True)``: RNG states are stored as tensors,
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from physdiff.errors import PhysdiffError
+from physdiff.fileio import fsync_file, is_temp, publish, temp_path
 
 _STEP_RE = re.compile(r"^step_(\d{8})$")
 COMPLETE = "COMPLETE"
@@ -111,7 +111,7 @@ def sweep_incomplete(ckpt_dir: str | Path) -> list[Path]:
     removed = []
     if ckpt_dir.is_dir():
         for p in ckpt_dir.iterdir():
-            if p.name.startswith(".tmp-") or (_STEP_RE.match(p.name) and not (p / COMPLETE).exists()):
+            if is_temp(p) or (_STEP_RE.match(p.name) and not (p / COMPLETE).exists()):
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
     return removed
@@ -122,15 +122,7 @@ def sweep_incomplete(ckpt_dir: str | Path) -> list[Path]:
 
 def tmp_dir_for(ckpt_dir: str | Path, step: int, token: str) -> Path:
     """The temporary folder all ranks write step ``step`` into; ``token`` is agreed by all ranks."""
-    return Path(ckpt_dir) / f".tmp-step_{step:08d}-{token}"
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return temp_path(Path(ckpt_dir) / f"step_{step:08d}", token)
 
 
 def write_rank_rng(tmp: Path, rank: int) -> None:
@@ -138,26 +130,20 @@ def write_rank_rng(tmp: Path, rank: int) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"rng_rank{rank}.pt"
     torch.save(rng_state(), path)
-    _fsync_file(path)
+    fsync_file(path)
 
 
 def finalize(tmp: Path, ckpt_dir: str | Path, step: int, state: dict[str, Any], meta: dict[str, Any], keep: int) -> Path:
     """Rank 0, after every rank wrote its RNG file: write the state and sidecar, mark complete, rename, prune."""
     ckpt_dir = Path(ckpt_dir)
     torch.save(state, tmp / "state.pt")
-    _fsync_file(tmp / "state.pt")
+    fsync_file(tmp / "state.pt")
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     (tmp / COMPLETE).write_text(f"{step}\n")
-    _fsync_file(tmp / COMPLETE)
+    fsync_file(tmp / COMPLETE)
     final = ckpt_dir / f"step_{step:08d}"
-    if final.exists():  # the same step saved twice (e.g. stop signal right at an epoch end): replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    dfd = os.open(ckpt_dir, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    # the same step saved twice (e.g. stop signal right at an epoch end) replaces the folder
+    publish(tmp, final, durable=True)
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old.path, ignore_errors=True)
     return final

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from physdiff.configlib import to_dict
+from physdiff.fileio import atomic_write_json
 
 # Fail fast against a dead server instead of MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -143,9 +144,7 @@ class Tracker:
         if cfg_path.exists():
             c.log_artifact(self.run_id, str(cfg_path))
         ids[self.uri] = self.run_id
-        tmp = ids_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(ids, indent=2) + "\n")
-        tmp.replace(ids_file)
+        atomic_write_json(ids_file, ids)
         return self.run_id
 
     # ------------------------------------------------------------------ logging

@@ -40,6 +40,7 @@ import torch
 
 from physdiff.configlib import config_hash
 from physdiff.errors import PhysdiffError
+from physdiff.fileio import atomic_write_json
 from physdiff.training import checkpoint as ck
 from physdiff.training.distributed import all_reduce_max, all_reduce_mean, barrier, broadcast_int, make_accelerator
 from physdiff.training.ema import EMA
@@ -319,9 +320,7 @@ def train(
             exports = recipe.export(export_model, cfg, run_dir)
             done = {"stage": recipe.name, "run_hash": rhash, "step": step, "epoch": epoch, "metrics": metrics,
                     "mlflow_run_id": mlflow_id, "exports": exports, "world_size": world, "time": time.time()}
-            tmp = run_dir / "DONE.json.tmp"
-            tmp.write_text(json.dumps(done, indent=2, sort_keys=True, default=str) + "\n")
-            tmp.replace(run_dir / "DONE.json")
+            atomic_write_json(run_dir / "DONE.json", done, sort_keys=True)
             if tracker:
                 for name in ("DONE.json", "metrics.jsonl"):  # the essentials, not the whole run folder
                     tracker.log_artifact(run_dir / name)

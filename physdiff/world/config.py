@@ -12,6 +12,7 @@ from physdiff.configlib import ConfigError, nonsemantic
 class WorldConfig:
     """How many videos, how they look and sound. Defaults give the 20-video x 16-hit benchmark set."""
 
+    seed: int = 0  # the world's identity: same seed (and settings), same bytes; independent of the training seed
     videos: int = 20
     hits_per_video: int = 16  # annotated events per video (hits, scratches, a few None labels)
     size: int = 224  # square frame size in pixels (even: H.264 4:2:0)
@@ -51,6 +52,8 @@ class WorldConfig:
         return self.fps_num / self.fps_den
 
     def validate(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"world.seed must be >= 0, got {self.seed}")
         if self.videos < 1 or self.hits_per_video < 1:
             raise ConfigError(f"world.videos and world.hits_per_video must be >= 1 (got {self.videos}, {self.hits_per_video})")
         if self.size < 16 or self.size % 2:

@@ -133,7 +133,7 @@ def _prepare(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def generate_world(out_dir: str | Path, world: WorldConfig, seed: int, *, overwrite: bool = False,
+def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = None, *, overwrite: bool = False,
                    progress: bool = True) -> dict:
     """Write ``world.videos`` videos into ``out_dir`` (see the module docstring); returns the summary.
 
@@ -141,6 +141,7 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int, *, overwr
     events, per-material/action/reaction counts, train/test ids, content seconds, bytes, wall seconds.
     """
     world.validate()
+    seed = world.seed if seed is None else seed
     out_dir = Path(out_dir)
     _prepare(out_dir, overwrite)
     t0 = time.perf_counter()
@@ -182,15 +183,15 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int, *, overwr
 
 
 def world_hash(cfg: Any) -> str:
-    """Identity of a world: the ``world`` section (semantic fields) and the seed of a root Config."""
+    """Identity of a world: the ``world`` section (semantic fields, ``world.seed`` included) of a root Config."""
     from physdiff.config import config_hash
 
-    return config_hash(cfg, sections=["world", "seed"])
+    return config_hash(cfg, sections=["world"])
 
 
 def default_world_dir(cfg: Any) -> Path:
     """<data root>/world/<preset>-s<seed>-<world hash>: where the main job caches its world."""
-    return cfg.paths.root() / "world" / f"{cfg.preset}-s{cfg.seed}-{world_hash(cfg)}"
+    return cfg.paths.root() / "world" / f"{cfg.preset}-s{cfg.world.seed}-{world_hash(cfg)}"
 
 
 def ensure_world(cfg: Any, out_dir: str | Path | None = None, *, overwrite: bool = False,
@@ -206,7 +207,7 @@ def ensure_world(cfg: Any, out_dir: str | Path | None = None, *, overwrite: bool
     if not overwrite and previous.is_file() and (out / "summary.json").is_file():
         if json.loads(previous.read_text()).get("world_hash") == ident:
             return out, None
-    summary = generate_world(out, cfg.world, cfg.seed, overwrite=overwrite, progress=progress)
+    summary = generate_world(out, cfg.world, overwrite=overwrite, progress=progress)
     resolved = cfg.to_dict()
     resolved["world_hash"] = ident  # what the cache check compares: the world section + seed
     (out / "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")

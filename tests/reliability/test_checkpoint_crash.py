@@ -2,7 +2,7 @@
 
 The training process (``python -m physdiff.training.run --stage diffusion``) checkpoints every step;
 the test watches the checkpoint folder and sends SIGKILL the moment a write is in progress (a
-``.tmp-step_*`` folder exists next to a complete ``step_*``). What the kill leaves is checked: the
+``.step_*.<token>.tmp`` folder exists next to a complete ``step_*``). What the kill leaves is checked: the
 partial folder is there and is not a complete checkpoint. The relaunch must sweep it, resume from the
 newest complete checkpoint, and finish with weights equal (bitwise) to an uninterrupted run's.
 The U-Net is widened (``diffusion.width=32``, ~40 MB per checkpoint) so a write lasts long enough.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from physdiff.fileio import is_temp
 from tests.reliability.conftest import REPO, assert_same_weights, env1, final_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
@@ -49,7 +50,7 @@ def test_kill_during_checkpoint_write_resumes_previous_complete(diff_env: dict, 
     try:
         while time.time() < deadline and proc.poll() is None:
             names = os.listdir(ckdir) if ckdir.is_dir() else []
-            tmp = [n for n in names if n.startswith(".tmp-")]
+            tmp = [n for n in names if is_temp(n)]
             if tmp and any(n.startswith("step_") for n in names):
                 os.kill(proc.pid, signal.SIGKILL)
                 caught = tmp[0]
@@ -66,12 +67,12 @@ def test_kill_during_checkpoint_write_resumes_previous_complete(diff_env: dict, 
     assert partial.is_dir() and not (partial / "COMPLETE").exists()  # what the crash left
     prev = ck.latest_checkpoint(ckdir)
     assert prev is not None and (prev.path / "COMPLETE").exists()
-    written_step = int(re.match(r"\.tmp-step_(\d+)-", caught).group(1))
+    written_step = int(re.match(r"\.step_(\d+)\.", caught).group(1))
     assert prev.step < written_step
 
     again = subprocess.run(_cmd(diff_env, data), cwd=REPO, env=env1(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"removed an incomplete checkpoint write: {caught}" in again.stderr, again.stderr[-3000:]
     assert f"resumed from {prev.path} " in again.stderr, again.stderr[-3000:]
-    assert not [n for n in os.listdir(ckdir) if n.startswith(".tmp-")]
+    assert not [n for n in os.listdir(ckdir) if is_temp(n)]
     assert_same_weights(final_model(ref_run), final_model(ckdir.parent))

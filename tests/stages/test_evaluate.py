@@ -63,7 +63,7 @@ def test_report_has_every_row_and_metric_and_is_logged(debug_data: dict, runs: d
 
 
 def test_classifier_is_reused_and_nn_retrieval_returns_training_audio(debug_data: dict, runs: dict) -> None:
-    from physdiff.stages.diffusion import spectrogram_target
+    from physdiff.physics import spectrogram_target
     from physdiff.stages.evaluate import classifier_dir, load_split, nn_retrieval, train_classifier
 
     cfg = config(debug_data)

@@ -88,7 +88,8 @@ def test_incomplete_checkpoints_are_never_loaded(tmp_path: Path) -> None:
     good = ck.latest_checkpoint(ckdir)
     assert good is not None and good.step == 3
     # What a crash can leave: a temporary folder, and a step folder without its COMPLETE marker.
-    shutil.copytree(good.path, ckdir / ".tmp-step_00000004-dead")
+    dead = ck.tmp_dir_for(ckdir, 4, "dead")
+    shutil.copytree(good.path, dead)
     broken = ckdir / "step_00000009"
     shutil.copytree(good.path, broken)
     (broken / "COMPLETE").unlink()
@@ -96,7 +97,7 @@ def test_incomplete_checkpoints_are_never_loaded(tmp_path: Path) -> None:
     assert ck.latest_checkpoint(ckdir).step == 3
     r2 = train(cfg, ToyRecipe(), stop_fn=_stop_after(1))
     assert r2.step == 4  # resumed from step 3, took one step
-    assert not (ckdir / ".tmp-step_00000004-dead").exists() and not broken.exists()
+    assert not dead.exists() and not broken.exists()
 
 
 def test_rng_state_round_trip_is_pickle_free(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from physdiff.fileio import is_temp
 from physdiff.training import checkpoint as ck
 from tests.training.conftest import PRIOR_FAST
 
@@ -80,7 +81,7 @@ def test_kill_during_checkpoint_write_resumes_previous(prior_data: Path, tmp_pat
     try:
         while time.time() < deadline and proc.poll() is None:
             names = os.listdir(ckdir) if ckdir.is_dir() else []
-            if any(n.startswith(".tmp-") for n in names) and any(n.startswith("step_") for n in names):
+            if any(is_temp(n) for n in names) and any(n.startswith("step_") for n in names):
                 os.kill(proc.pid, signal.SIGKILL)
                 killed_during_write = True
                 break
@@ -90,14 +91,14 @@ def test_kill_during_checkpoint_write_resumes_previous(prior_data: Path, tmp_pat
             proc.kill()
         proc.wait()
     assert killed_during_write, "never caught a checkpoint write in progress: " + (proc.stderr.read() if proc.stderr else "")
-    leftovers = [n for n in os.listdir(ckdir) if n.startswith(".tmp-")]
+    leftovers = [n for n in os.listdir(ckdir) if is_temp(n)]
     assert leftovers, "the kill should have left a partial write behind"
     prev = ck.latest_checkpoint(ckdir)
     assert prev is not None
     # Resume in-process for one step: it must start from the previous complete checkpoint.
     r = train_stage(cfg, "prior", stop_fn=lambda: True, cpu=True)
     assert r.status == "stopped" and r.step == prev.step + 1
-    assert not [n for n in os.listdir(ckdir) if n.startswith(".tmp-")]  # partial write swept
+    assert not [n for n in os.listdir(ckdir) if is_temp(n)]  # partial write swept
 
 
 def test_dry_run_two_nodes_eight_gpus(prior_data: Path) -> None:

@@ -103,7 +103,7 @@ def test_cli_writes_config_and_caches(tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["world"]["videos"] == 1 and cfg["world"]["size"] == 32 and cfg["seed"] == 5
+    assert cfg["world"]["videos"] == 1 and cfg["world"]["size"] == 32 and cfg["world"]["seed"] == 5
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and "cached" in second.stdout
     third = subprocess.run(cmd[:-1] + ["--seed", "6"], capture_output=True, text=True, timeout=120)
