@@ -12,7 +12,7 @@ split has enough clips per material for an accuracy to mean something):
 1. synthetic world -> shards (``physdiff.world``, ``physdiff.data.build``);
 2. prior stage (w, gamma), video stage (nu), each for a few epochs (``--prior-epochs``, ``--video-epochs``);
 3. the diffusion stage per variant (``--variants``, default ``ours``), ``--diffusion-epochs`` epochs;
-4. the evaluate stage's spectrogram material classifier (``physdiff.stages.evaluate.train_classifier``:
+4. the classifier stage's spectrogram material classifier (``physdiff.stages.classifier``:
    the ``tiny`` backbone and augmentation of ``cfg.eval``, seeded by ``cfg.seed``) trained on the *real*
    training spectrograms, or reused from ``<data>/runs/classifier-<hash>``;
 5. per split of ``--splits`` (``--max-clips`` evenly spaced clips each), one spectrogram sampled (DDIM,
@@ -57,7 +57,7 @@ def build_data(args: argparse.Namespace, base: list[str]) -> Any:
     from physdiff.data.build import build_shards
     from physdiff.data.reader import load_manifest
     from physdiff.errors import DataError
-    from physdiff.stages import shards_dir, world_dir
+    from physdiff.identity import shards_dir, world_dir
     from physdiff.world import generate_world
 
     cfg = resolve_config("tiny", base)
@@ -68,7 +68,7 @@ def build_data(args: argparse.Namespace, base: list[str]) -> Any:
     except DataError:
         pass
     t = time.time()
-    generate_world(world_dir(cfg), cfg.world, cfg.seed, progress=False)
+    generate_world(world_dir(cfg), cfg.world, progress=False)
     s = build_shards(world_dir(cfg), shards_dir(cfg), cfg, workers=2)
     _log(f"world + shards in {time.time() - t:.0f} s: {s['splits']['train']['written']} train, "
          f"{s['splits']['test']['written']} test clips")
@@ -77,7 +77,7 @@ def build_data(args: argparse.Namespace, base: list[str]) -> Any:
 
 def stage(name: str, preset: str, overrides: list[str]) -> Path:
     from physdiff.config import resolve_config
-    from physdiff.training.run import train_stage
+    from physdiff.stages import train_stage
 
     t = time.time()
     r = train_stage(resolve_config(preset, overrides), name)
@@ -115,9 +115,13 @@ def score_split(model: Any, clf: torch.nn.Module, clips: dict[str, Any], args: a
     shuffled = {k: v[perm] for k, v in clips["inputs"].items()}
     t = time.time()
     with torch.no_grad():
-        kw = dict(sampler="ddim", steps=args.steps, eta=0.0, guidance_scale=args.guidance)
-        gen = model.sample(clips["inputs"], generator=torch.Generator().manual_seed(args.seed + 1), **kw)  # (n, 1, F, N)
-        gen_sh = model.sample(shuffled, generator=torch.Generator().manual_seed(args.seed + 1), **kw)  # (n, 1, F, N)
+        from physdiff.inference.config import SamplingConfig
+        from physdiff.inference.sampling import sample_spectrograms
+
+        opts = SamplingConfig(sampler="ddim", steps=args.steps, eta=0.0, guidance_scale=args.guidance, seed=args.seed + 1)
+        enc = model.conditioner.encode
+        gen = sample_spectrograms(model, enc(clips["inputs"]), opts)  # (n, 1, F, N)
+        gen_sh = sample_spectrograms(model, enc(shuffled), opts)  # (n, 1, F, N): the same noise
     _log(f"sampled {2 * n} spectrograms in {time.time() - t:.0f} s")
     return {"real": scores(clf, clips["x0"], clips["label"]),
             "generated": scores(clf, gen, clips["label"]),
@@ -159,7 +163,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from physdiff.paths import data_root
-    from physdiff.stages.diffusion import DiffusionRecipe, load_diffusion
+    from physdiff.inference.load import load_diffusion
+    from physdiff.stages.diffusion import DiffusionRecipe
 
     root = Path(args.data_root or data_root() / "bench-diffusion-quality").resolve()
     common = [f"paths.data_root={root}", f"world.videos={args.videos}", "tracking.enabled=false",
@@ -191,12 +196,13 @@ def main() -> int:
         recipe = DiffusionRecipe()
         recipe.setup(loaded.cfg, 0, 1)
         if clf is None:
-            from physdiff.stages.evaluate import train_classifier
+            from physdiff.inference.load import load_classifier
+            from physdiff.stages import train_stage
 
             t = time.time()
-            # the classifier of the current config (an older run's config.json may predate its settings)
+            # the classifier stage's run of the current config (trained now when missing; the main job's when reused)
             clf_cfg = main_cfg if args.reuse_preset else resolve_config("tiny", common)
-            clf, info = train_classifier(clf_cfg, torch.device("cpu"), progress=False)
+            clf, info = load_classifier(train_stage(clf_cfg, "classifier").run_dir)
             _log(f"classifier: {info.get('train_clips', '?')} real training spectrograms, {time.time() - t:.0f} s")
             results["train_clips"] = info.get("train_clips")
         per_split = {}

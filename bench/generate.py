@@ -21,7 +21,8 @@ import torch
 def main() -> None:
     from physdiff.config import resolve_config
     from physdiff.models.denoiser import PhysicsDiffusion
-    from physdiff.stages.diffusion import sample_spectrograms, spectrogram_to_audio
+    from physdiff.inference.sampling import sample_spectrograms
+    from physdiff.physics import spectrogram_to_audio
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="tiny")
@@ -48,11 +49,13 @@ def main() -> None:
                                                ("ddpm", T, min(args.ddpm_steps, T), 1.0)):
             g = torch.Generator().manual_seed(0)
             with torch.no_grad():
-                sample_spectrograms(model, cond, generator=g, sampler=sampler, steps=2, eta=eta)  # warm-up
+                sample_spectrograms(model, cond, cfg.sampling, generator=g, sampler=sampler, steps=2, eta=eta,
+                                    batch_size=b)  # warm-up
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                x = sample_spectrograms(model, cond, generator=g, sampler=sampler, steps=run_steps, eta=eta)  # (B, 1, F, N)
+                x = sample_spectrograms(model, cond, cfg.sampling, generator=g, sampler=sampler, steps=run_steps, eta=eta,
+                                        batch_size=b)  # (B, 1, F, N)
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 t_sample = (time.perf_counter() - t0) * steps / run_steps  # linear in steps

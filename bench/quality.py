@@ -118,11 +118,10 @@ def main() -> None:
     t0 = time.time()
     _run([sys.executable, "cluster/launch.py", "--stage", "all", "--local", *common], env, log)
     timings.record("pipeline", time.time() - t0)
-    from physdiff.stages import shards_dir
-    from physdiff.stages.evaluate import evaluate_dir
+    from physdiff.identity import artifact_dir, shards_dir
 
     cfg = _pipeline_config(common)
-    report_dir = evaluate_dir(cfg)
+    report_dir = artifact_dir(cfg, "evaluate")
     report = json.loads((report_dir / "report.json").read_text())
     report_md = (report_dir / "report.md").read_text()
 

@@ -32,13 +32,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def ensure_data(cfg) -> tuple[Path, float]:
     from physdiff.data.build import build_shards
-    from physdiff.stages import shards_dir, world_dir
+    from physdiff.identity import shards_dir, world_dir
     from physdiff.world import generate_world
 
     t0 = time.time()
     world, shards = world_dir(cfg), shards_dir(cfg)
     if not ((world / "train.txt").exists() and (world / "test.txt").exists()):
-        generate_world(world, cfg.world, cfg.seed, progress=False)
+        generate_world(world, cfg.world, progress=False)
     if not (shards / "summary.json").exists():
         build_shards(world, shards, cfg, workers=1)
     return shards, time.time() - t0
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from physdiff.config import resolve_config
     from physdiff.data.reader import load_manifest
     from physdiff.stages import stage_run_dir
-    from physdiff.training.run import train_stage
+    from physdiff.stages import train_stage
 
     over = [f"world.videos={args.videos}", f"train.epochs={args.epochs}", "tracking.enabled=false",
             "train.progress=false", *args.overrides]

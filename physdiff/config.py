@@ -35,7 +35,8 @@ from physdiff.configlib import (  # noqa: F401  (re-exported)
 from physdiff.configlib import resolve_config as _resolve
 from physdiff.fileio import atomic_write_text
 from physdiff.data.config import LoaderConfig, ShardsConfig
-from physdiff.eval.config import EvalConfig
+from physdiff.eval.config import ClassifierConfig, EvalConfig
+from physdiff.inference.config import GenerateConfig, SamplingConfig
 from physdiff.models.config import DiffusionConfig, VideoConfig
 from physdiff.training.config import PriorConfig, TrackingConfig, TrainConfig
 from physdiff.world.config import WorldConfig
@@ -138,7 +139,7 @@ class Config:
     """The whole resolved configuration of a run. Sections are added as stages are built."""
 
     preset: str = nonsemantic("paper")  # the values below are fully resolved; the name adds nothing
-    seed: int = 0
+    seed: int = 0  # the training seed (weights, dropout, data order); the data's own seed is world.seed
     audio: AudioConfig = field(default_factory=AudioConfig)
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -150,6 +151,9 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,10 +173,27 @@ class Config:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Config":
-        return from_dict(cls, json.loads(Path(path).read_text()))
+        """A resolved config written by :meth:`write_json` (a run folder's ``config.json``); one-line errors."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} is not a JSON object")
+        data.pop("world_hash", None)  # written beside the config by older world folders
+        try:
+            cfg = from_dict(cls, data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        from physdiff.configlib import _validate
 
+        _validate(cfg)
+        return cfg
 
-
+    def copy(self, overrides: typing.Iterable[str] | dict[str, Any] = ()) -> "Config":
+        """A deep copy with ``overrides`` applied (the receiver is unchanged)."""
+        return apply_overrides(from_dict(type(self), self.to_dict()), overrides)
 
 
 def resolve_config(
@@ -185,16 +206,37 @@ def resolve_config(
 # ----------------------------------------------------------------------------- CLI glue
 
 
-def add_config_args(parser: Any) -> None:
-    """Add ``--preset``, ``--print-config`` and trailing ``key=value`` overrides to an argparse parser."""
-    parser.add_argument("--preset", default="paper", help=f"named preset: {', '.join(PRESETS)} (default: paper)")
+def add_config_args(parser: Any, default_preset: str | None = "paper") -> None:
+    """Add ``--preset``, ``--config FILE``, ``--print-config`` and trailing ``key=value`` overrides to a parser.
+
+    ``default_preset=None``: no default (the command takes the preset of a run it loads, e.g. generate).
+    """
+    dflt = f" (default: {default_preset})" if default_preset else " (default: the loaded run's preset)"
+    parser.add_argument("--preset", default=None, choices=PRESETS, help=f"named preset{dflt}")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="start from a resolved config JSON (e.g. a run folder's config.json) instead of a preset")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. audio.n_fft=1024")
+    parser.set_defaults(default_preset=default_preset)
 
 
-def config_from_args(args: Any, extra: dict[str, Any] | None = None) -> Config:
-    """Resolve the config from parsed ``add_config_args`` arguments (+ flag-derived overrides)."""
-    cfg = resolve_config(args.preset, list(args.overrides))
+def config_from_args(args: Any, extra: dict[str, Any] | None = None, base: Config | None = None) -> Config:
+    """Resolve the config from parsed ``add_config_args`` arguments (+ flag-derived overrides).
+
+    Start: ``--config FILE``, else ``--preset``, else ``base`` (e.g. a loaded run's config), else the
+    parser's default preset. Then the ``key=value`` tokens, then ``extra`` (values of dedicated flags such
+    as ``--data-root``; ``None`` values are skipped).
+    """
+    preset = getattr(args, "preset", None)
+    if getattr(args, "config", None):
+        cfg = Config.from_json(args.config)
+        if preset and preset != cfg.preset:
+            raise ConfigError(f"--config {args.config} is a resolved {cfg.preset!r} config; drop --preset {preset}")
+        apply_overrides(cfg, list(args.overrides))
+    elif preset is None and base is not None:
+        cfg = base.copy(list(args.overrides))
+    else:
+        cfg = resolve_config(preset or getattr(args, "default_preset", None) or "paper", list(args.overrides))
     if extra:
         apply_overrides(cfg, {k: v for k, v in extra.items() if v is not None})
     if getattr(args, "print_config", False):

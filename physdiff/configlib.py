@@ -272,19 +272,19 @@ def _validate(cfg: Any) -> None:
         check()
 
 
-def _semantic_dict(obj: Any) -> dict[str, Any]:
+def semantic_dict(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         if f.metadata.get("semantic", True) is False:
             continue
         v = getattr(obj, f.name)
-        out[f.name] = _semantic_dict(v) if dataclasses.is_dataclass(v) else (list(v) if isinstance(v, tuple) else v)
+        out[f.name] = semantic_dict(v) if dataclasses.is_dataclass(v) else (list(v) if isinstance(v, tuple) else v)
     return out
 
 
 def config_hash(cfg: Any, length: int = 10, sections: typing.Sequence[str] | None = None) -> str:
     """Run identity: sha256 of the semantic part of the config (optionally only some sections)."""
-    d = _semantic_dict(cfg)
+    d = semantic_dict(cfg)
     if sections is not None:
         d = {k: d[k] for k in sections if k in d}
     blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()

@@ -1,51 +1,14 @@
 """Generate the synthetic physics world: impact videos + sounds in the Greatest Hits layout, with ground truth.
 
     python shards/synth.py --out data/world/tiny --preset tiny --seed 0            # 40 videos x 12 hits, 64 px
-    python shards/synth.py --out DIR --videos 20 --hits-per-video 16 --seed 0 --size 224 world.workers=2
-    python shards/synth.py --preset debug world.clean=true                        # no room, no noise
+    python shards/synth.py --out DIR --videos 20 --hits-per-video 16 --seed 0 --size 224 --workers 2
 
-Without --out the world goes to <data root>/world/<preset>-s<seed>-<hash of the world config>.
-A folder that already holds this exact world (same config.json) is reused ("cached"); any other
-non-empty folder is refused unless --overwrite. Writes DIR/config.json (the resolved config).
-Python: ``physdiff.world.generate_world(out_dir, world_config, seed)``.
+A thin wrapper: the same as ``physdiff synth ...`` (``physdiff synth --help`` lists every flag).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from physdiff.config import add_config_args, config_from_args
-from physdiff.errors import run_cli
-from physdiff.world.generate import ensure_world, world_hash
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=None, help="output folder (default: under the data root)")
-    ap.add_argument("--videos", type=int, default=None, help="number of videos (world.videos)")
-    ap.add_argument("--hits-per-video", type=int, default=None, help="events per video (world.hits_per_video)")
-    ap.add_argument("--seed", type=int, default=None, help="the world's seed, world.seed (same seed, same bytes)")
-    ap.add_argument("--size", type=int, default=None, help="square frame size in px (world.size)")
-    ap.add_argument("--workers", type=int, default=None, help="processes (world.workers)")
-    ap.add_argument("--overwrite", action="store_true", help="replace a world already in --out")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_config_args(ap)
-    args = ap.parse_args(argv)
-    cfg = config_from_args(args, {"world.videos": args.videos, "world.hits_per_video": args.hits_per_video,
-                                  "world.seed": args.seed, "world.size": args.size, "world.workers": args.workers})
-    out, summary = ensure_world(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
-    if summary is None:
-        print(f"cached: {out} already holds this world (world hash {world_hash(cfg)})")
-        return 0
-    mb = summary["bytes"] / 1e6
-    print(f"wrote {summary['videos']} videos, {summary['events']} events, {summary['seconds']:.1f} s of content, "
-          f"{mb:.1f} MB in {summary['wall_seconds']:.1f} s -> {out}")
-    print("materials: " + ", ".join(f"{k} {v}" for k, v in summary["materials"].items()))
-    return 0
-
+from physdiff.cli import main
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    run_cli(main)
+    main(["synth", *sys.argv[1:]])

@@ -1,127 +1,14 @@
 """Figures of the synthetic world: a contact sheet of frames and a spectrogram sheet per material.
 
-    python shards/world_sheets.py                 # writes docs/img/world_frames.png, world_spectrograms.png
-    python shards/world_sheets.py --table         # also prints the calibration table (docs/synthetic_world.md)
+    python shards/world_sheets.py --out docs/img            # world_frames.png, world_spectrograms.png
+    python shards/world_sheets.py --out docs/img --table    # also the calibration table
 
-It generates a small world (seed 0) in a temporary folder with the real entry point's code, decodes
-the mp4 at each annotated hit (PyAV) and reads the wav (soundfile), so the figures show the files.
+A thin wrapper: the same as ``physdiff sheets ...`` (``physdiff sheets --help`` lists every flag).
 """
 
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-import tempfile
-from pathlib import Path
 
-import av
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import physdiff  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-from scipy import signal  # noqa: E402
-
-from physdiff.data.labels import PAPER_MATERIALS  # noqa: E402
-from physdiff.errors import run_cli  # noqa: E402
-from physdiff.world import WorldConfig, generate_world  # noqa: E402
-from physdiff.world.stats import calibration_table, format_table  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def decode_frames(path: Path) -> np.ndarray:
-    """All frames of an mp4 as (N, H, W, 3) uint8."""
-    with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-
-
-def collect(world_dir: Path, per_material: int) -> dict[str, list[tuple[np.ndarray, np.ndarray, int, dict]]]:
-    """material -> [(frame at contact, 0.5 s of audio from the onset, sample rate, event truth)]."""
-    out: dict[str, list] = {m: [] for m in PAPER_MATERIALS}
-    seen: set[tuple[str, int]] = set()  # one example per object, for variety
-    for truth_path in sorted(world_dir.glob("*_physics.json")):
-        truth = json.loads(truth_path.read_text())
-        vid = truth["id"]
-        frames = decode_frames(world_dir / f"{vid}_denoised.mp4")
-        audio, sr = sf.read(str(world_dir / f"{vid}_denoised.wav"), dtype="float32")
-        fps = truth["fps"][0] / truth["fps"][1]
-        for ev in truth["events"]:
-            m = ev["material"]
-            if ev["action"] != "hit" or ev["label"] != m or len(out[m]) >= per_material or (vid, ev["object"]) in seen:
-                continue
-            seen.add((vid, ev["object"]))
-            k = min(int(round(ev["time"] * fps)), len(frames) - 1)
-            s = int(round(ev["time"] * sr))
-            out[m].append((frames[k], audio[s:s + sr // 2], sr, ev))
-    return out
-
-
-def contact_sheet(samples: dict, path: Path, cols: int) -> None:
-    fig, axes = plt.subplots(len(PAPER_MATERIALS), cols, figsize=(cols * 1.6, len(PAPER_MATERIALS) * 1.6))
-    for r, m in enumerate(PAPER_MATERIALS):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < len(samples[m]):
-                frame, _, _, ev = samples[m][c]
-                ax.imshow(frame)
-                ax.set_title(f"v={ev['velocity_mps']:.1f} m/s", fontsize=6)
-        axes[r, 0].text(-0.1, 0.5, m, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
-    fig.suptitle("synthetic world: the frame at contact, per material", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def spectrogram_sheet(samples: dict, path: Path, cols: int) -> None:
-    fig, axes = plt.subplots(len(PAPER_MATERIALS), cols, figsize=(cols * 2.2, len(PAPER_MATERIALS) * 1.4))
-    for r, m in enumerate(PAPER_MATERIALS):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(samples[m]):
-                ax.axis("off")
-                continue
-            _, clip, sr, ev = samples[m][c]
-            f, t, z = signal.stft(clip, sr, nperseg=2048, noverlap=2048 - 256)
-            db = 20 * np.log10(np.abs(z) + 1e-9)
-            keep = f <= 20000
-            ax.pcolormesh(t, f[keep] / 1000, db[keep], vmin=db.max() - 80, vmax=db.max(), shading="auto", cmap="magma")
-            ax.set_title(f"{ev['room']}, v={ev['velocity_mps']:.1f}", fontsize=6)
-        axes[r, 0].set_ylabel(m, fontsize=8)
-    fig.suptitle("synthetic world: 0.5 s from each onset (0-20 kHz, 80 dB range)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(REPO / "docs" / "img"), help="folder for the PNGs")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--cols", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--table", action="store_true", help="print the calibration table (markdown)")
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        world = WorldConfig(videos=24, hits_per_video=14, size=args.size, workers=2)
-        generate_world(tmp, world, args.seed, progress=True)
-        samples = collect(Path(tmp), args.cols)
-    contact_sheet(samples, out / "world_frames.png", args.cols)
-    spectrogram_sheet(samples, out / "world_spectrograms.png", args.cols)
-    print(f"wrote {out / 'world_frames.png'} and {out / 'world_spectrograms.png'}")
-    if args.table:
-        print(format_table(calibration_table()))
-    return 0
-
+from physdiff.cli import main
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
-    run_cli(main)
+    main(["sheets", *sys.argv[1:]])

@@ -284,7 +284,7 @@ def test_train_sbatch_renders_one_torchrun_per_node_with_rendezvous_on_the_first
     assert "--nnodes=2" in srun and "--nproc_per_node=8" in srun, srun
     assert "--rdzv_backend=c10d" in srun and "--rdzv_id=4242" in srun, srun
     assert f"--rdzv_endpoint=gpu07:{20000 + 4242 % 40000}" in srun, srun
-    i = srun.index("physdiff.training.run")
+    i = srun.index("physdiff.launch.worker")
     assert srun[i - 1] == "-m" and srun[i + 1:] == ["--stage", "prior", "--preset", "paper", "train.epochs=20"], srun
     assert "2 node(s) x 8 GPU(s), rendezvous gpu07:24242" in out, out
     assert calls[1][1] == ["--signal=TERM", "4242"] and calls[2][1] == ["requeue", "4242"], calls
@@ -350,7 +350,7 @@ def test_ray_sweep_sbatch_renders_head_worker_and_driver_for_two_nodes(tmp_path:
     assert steps[-1] == ["--nodes=2", "--ntasks-per-node=1", "rm", "-rf", str(tmp_path / "raytmp")], steps
     assert ("ray", ["status", "--address", "10.1.2.7:6390"]) in calls
     (driver,) = [a for n, a in calls if n == "python"]
-    assert driver == ["sweeps/residual_dims.py", "--address", "10.1.2.7:6390", "--name", "fig5a-test",
+    assert driver == ["-m", "physdiff", "sweep", "residual-dims", "--address", "10.1.2.7:6390", "--name", "fig5a-test",
                       "--gpus-per-trial", "1", "--cpus-per-trial", "8", "--preset", "tiny", "--dims", "0,10"], driver
 
 

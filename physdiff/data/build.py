@@ -35,6 +35,7 @@ from physdiff.checksum import file_sha256
 from physdiff.data import layout, media, sample
 from physdiff.data.labels import UNKNOWN, material_index
 from physdiff.errors import DataError
+from physdiff.identity import artifact_hash, sections_dict
 from physdiff.fileio import atomic_output, atomic_write_text, sweep_temps, write_text_if_changed
 
 FORMAT = "physdiff-shards/1"
@@ -92,10 +93,18 @@ def skip_category(reason: str) -> str:
 # ----------------------------------------------------------------------------- planning
 
 
+def shards_identity(cfg: Any, length: int = 10) -> str:
+    """The hash of what the shards depend on (physdiff.identity: world, audio, physics, shards), nothing else.
+
+    So a resumed build is not refused, nor its tasks redone, because e.g. ``diffusion.width`` changed.
+    """
+    return artifact_hash(cfg, "shards", length=length)
+
+
 def _fingerprint(cfg: Any, source: Path, task: Task) -> str:
     """What a task's output depends on: the semantic config, the source folder and its annotation files."""
     h = hashlib.sha256()
-    h.update(cfg.hash(32).encode())
+    h.update(shards_identity(cfg, 32).encode())
     h.update(str(source.resolve()).encode())
     h.update(f"{task.split}/{task.index}".encode())
     for vid in task.video_ids:
@@ -409,7 +418,7 @@ def check_output(out: Path, cfg: Any, source: Path, overwrite: bool) -> None:
     prev = out / "build.json"
     if prev.exists():
         info = json.loads(prev.read_text())
-        same = info.get("config_hash") == cfg.hash(32) and info.get("source") == str(source.resolve())
+        same = info.get("config_hash") == shards_identity(cfg, 32) and info.get("source") == str(source.resolve())
         if not same:
             if not overwrite:
                 raise DataError(
@@ -418,8 +427,10 @@ def check_output(out: Path, cfg: Any, source: Path, overwrite: bool) -> None:
             for d in [out / s for s in layout.SPLITS] + [out / PARTS_DIR]:
                 shutil.rmtree(d, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_if_changed(out / "build.json", json.dumps({"config_hash": cfg.hash(32), "source": str(source.resolve()), "format": FORMAT}))
-    write_text_if_changed(out / "config.json", cfg.to_json() + "\n")
+    write_text_if_changed(out / "build.json", json.dumps({"config_hash": shards_identity(cfg, 32), "source": str(source.resolve()),
+                                                          "format": FORMAT}))
+    # the config sections the shards depend on (not the whole config: a training setting is not the shards')
+    write_text_if_changed(out / "config.json", json.dumps(sections_dict(cfg, "shards"), indent=2, sort_keys=True) + "\n")
 
 
 def run_local(plan: Plan, out: Path, cfg: Any, workers: int, strict: bool, progress: Callable[[dict], None] | None = None) -> list[dict]:
@@ -444,24 +455,17 @@ def run_local(plan: Plan, out: Path, cfg: Any, workers: int, strict: bool, progr
     return parts
 
 
-def run_slurm(plan: Plan, out: Path, cfg: Any, strict: bool, *, partition: str | None, timeout_min: int,
-              cpus_per_task: int, max_parallel: int | None = None) -> list[dict]:
-    """One SLURM array task per group of videos (submitit ``map_array``); waits for all results."""
-    import submitit
+def run_slurm(plan: Plan, out: Path, cfg: Any, strict: bool, executor: Any) -> list[dict]:
+    """One SLURM array task per group of videos (``executor.map_array``, submitit); waits for all results.
 
-    ex = submitit.AutoExecutor(folder=str(out / "_slurm" / "%j"))
-    params: dict[str, Any] = {"timeout_min": timeout_min, "cpus_per_task": cpus_per_task, "name": "physdiff-shards"}
-    if partition:
-        params["slurm_partition"] = partition
-    if max_parallel:
-        params["slurm_array_parallelism"] = max_parallel
-    ex.update_parameters(**params)
+    ``executor``: a submitit executor with its parameters set (:func:`physdiff.launch.slurm.array_executor`).
+    """
     todo = [t for t in plan.tasks if task_done(out, t) is None]
     parts = {t.name: dict(task_done(out, t) or {}, reused=True) for t in plan.tasks if t not in todo}
     if todo:
         d = cfg.to_dict()
-        jobs = ex.map_array(run_task, todo, [plan.source] * len(todo), [str(out)] * len(todo),
-                            [d] * len(todo), [strict] * len(todo))
+        jobs = executor.map_array(run_task, todo, [plan.source] * len(todo), [str(out)] * len(todo),
+                                  [d] * len(todo), [strict] * len(todo))
         print(f"submitted SLURM array job {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks), logs in {out / '_slurm'}")
         for t, j in zip(todo, jobs):
             try:
@@ -504,8 +508,8 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
                 "members": [sample.AUDIO_EXT, sample.MODES_EXT, sample.META_EXT, sample.FRAMES_EXT],
             },
             "source": plan.source,
-            "config_hash": cfg.hash(),
-            "config": cfg.to_dict(),
+            "config_hash": shards_identity(cfg),
+            "config": sections_dict(cfg, "shards"),  # what the shards depend on (physdiff.identity)
         }
         d = out / split
         d.mkdir(parents=True, exist_ok=True)
@@ -522,7 +526,7 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
         unassigned=[asdict(s) for s in plan.unassigned],
         skipped_videos=plan.skipped_videos,
         tasks=len(parts), tasks_reused=sum(bool(p.get("reused")) for p in parts),
-        config_hash=cfg.hash(),
+        config_hash=shards_identity(cfg),
     )
     if summary["written"] + summary["skipped"] != summary["annotated"]:
         raise RuntimeError(f"written {summary['written']} + skipped {summary['skipped']} != annotated {summary['annotated']}")
@@ -531,8 +535,11 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
 
 
 def build_shards(source: str | Path, out: str | Path, cfg: Any, *, workers: int | None = None, strict: bool = False,
-                 overwrite: bool = False, slurm: dict[str, Any] | None = None, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Build (or resume) the shards of ``source`` into ``out``; returns the summary (see ``finalize``)."""
+                 overwrite: bool = False, slurm: Any = None, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Build (or resume) the shards of ``source`` into ``out``; returns the summary (see ``finalize``).
+
+    ``slurm``: a submitit executor to run the tasks as a SLURM job array (its folder: ``<out>/_slurm``).
+    """
     source, out = Path(source), Path(out)
     plan = plan_build(source, cfg)
     if strict:
@@ -542,7 +549,7 @@ def build_shards(source: str | Path, out: str | Path, cfg: Any, *, workers: int 
     for split_dir in out.iterdir():  # temporary shards left by an interrupted run
         sweep_temps(split_dir)
     if slurm is not None:
-        parts = run_slurm(plan, out, cfg, strict, **slurm)
+        parts = run_slurm(plan, out, cfg, strict, slurm)
     else:
         parts = run_local(plan, out, cfg, workers if workers is not None else cfg.shards.workers, strict, progress)
     return finalize(plan, parts, out, cfg)

@@ -1,94 +1,102 @@
-"""Config section ``eval``: the metric classifier, FID/KID settings, the variants and sampler sweeps
-of Tables 1 and 3, and the retrieval query."""
+"""Config sections ``classifier`` (the metric classifier stage) and ``eval`` (what Tables 1 and 3 compare)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from physdiff.configlib import nonsemantic
+from physdiff.configlib import ConfigError, nonsemantic
+
+CLASSIFIER_BACKBONES = ("resnet50", "resnet18", "tiny")
+# The rows Table 1 / Table 3 can hold: retrieval of a training recording, and the diffusion variants.
+EVAL_VARIANTS = ("nn_retrieval", "video", "video_label", "video_spec", "ours")
+
+
+@dataclass
+class ClassifierConfig:
+    """The spectrogram material classifier behind FID, KID, KL and accuracy (a stage on the training engine).
+
+    It trains on real training spectrograms, augmented (``physdiff.eval.spec_augment``) so it learns
+    material rather than the training videos' rooms and objects. ``world_videos`` > 0 trains it on an
+    independent generated world of that many videos drawn with ``world_seed`` (its own pipeline steps;
+    only meaningful on generated data, see docs/deviations.md).
+    """
+
+    backbone: str = "resnet50"  # "resnet50" | "resnet18" (torchvision, 1-channel stem) | "tiny"
+    width: int = 16  # base width of the "tiny" CNN (features = 8 x width)
+    dropout: float = 0.0
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3  # peak of a per-step cosine schedule
+    weight_decay: float = 1e-4
+    pretrained: str = ""  # local weights (safetensors / weights-only torch) to start from; "" = random init
+    aug_gain_db: float = 10.0  # random gain, uniform in +-this (a constant log-magnitude offset)
+    aug_shift: float = 0.06  # onset jitter, max fraction of the frames (2 of tiny's 32)
+    aug_freq_mask: float = 0.12  # SpecAugment frequency masks: max width, fraction of the bins
+    aug_freq_masks: int = 2
+    aug_time_mask: float = 0.2  # one time mask: max width, fraction of the frames
+    world_videos: int = 0  # > 0: train on an independent generated world of this many videos
+    world_seed: int = 1000  # that world's world.seed (its objects, rooms and recordings differ)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"backbone": "tiny", "epochs": 20, "dropout": 0.3, "world_videos": 200, "weight_decay": 1e-2},
+        "debug": {"width": 8, "epochs": 2, "world_videos": 0},
+    }
+
+    def validate(self) -> None:
+        if self.backbone not in CLASSIFIER_BACKBONES:
+            raise ConfigError(f"classifier.backbone must be one of {', '.join(CLASSIFIER_BACKBONES)}, got {self.backbone!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"classifier.dropout must be in [0, 1), got {self.dropout}")
+        if self.width < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("classifier.width, classifier.epochs and classifier.batch_size must be >= 1")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ConfigError(f"classifier.lr must be > 0 and classifier.weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if self.aug_gain_db < 0 or self.aug_freq_masks < 0:
+            raise ConfigError("classifier.aug_gain_db and classifier.aug_freq_masks must be >= 0")
+        for name in ("aug_shift", "aug_freq_mask", "aug_time_mask"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"classifier.{name} is a fraction of the spectrogram and must be in [0, 1), "
+                                  f"got {getattr(self, name)}")
+        if self.world_videos < 0 or self.world_seed < 0:
+            raise ConfigError("classifier.world_videos and classifier.world_seed must be >= 0")
 
 
 @dataclass
 class EvalConfig:
-    """Evaluation (paper Sec. 4: Table 1 metrics, Table 3 retrieval baseline and sampler steps)."""
+    """Evaluation (paper Sec. 4): the Table 1 rows, Table 3's sampler steps, FID/KID settings, retrieval."""
 
-    # --- spectrogram material classifier (features -> FID/KID, softmax -> KL, argmax -> accuracy)
-    classifier_backbone: str = "resnet50"  # "resnet50" | "resnet18" (torchvision, 1-channel stem) | "tiny"
-    classifier_width: int = 16  # base width of the "tiny" CNN (features = 8 x width)
-    classifier_dropout: float = 0.0
-    classifier_epochs: int = 30
-    classifier_batch_size: int = 32
-    classifier_lr: float = 1e-3
-    classifier_weight_decay: float = 1e-4
-    classifier_pretrained: str = ""  # local state dict of a trained classifier to reuse; "" = train one
-    # training-only augmentation (physdiff.eval.spec_augment; docs/deviations.md): without it the classifier
-    # memorises the training videos' rooms and objects; all zero = the plain spectrograms
-    classifier_aug_gain_db: float = 10.0  # random gain, uniform in +-this (a constant log-magnitude offset)
-    classifier_aug_shift: float = 0.06  # onset jitter, max fraction of the frames (2 of tiny's 32)
-    classifier_aug_freq_mask: float = 0.12  # SpecAugment frequency masks: max width, fraction of the bins
-    classifier_aug_freq_masks: int = 2
-    classifier_aug_time_mask: float = 0.2  # one time mask: max width, fraction of the frames
-    # train it on an independent generated world of this many videos (0 = on this config's training split);
-    # only for generated data: see physdiff.stages.evaluate.classifier_shards and docs/deviations.md
-    classifier_world_videos: int = 0
-    classifier_world_seed: int = 1000  # that world's seed (its objects, rooms and recordings differ from `seed`'s)
-    # --- FID / KID on classifier features
+    variants: tuple[str, ...] = EVAL_VARIANTS
+    ddim_steps: tuple[int, ...] = (10, 25, 50, 200)  # Table 3, against ancestral DDPM with all T steps
+    table3_ddpm: bool = True  # Table 3's ancestral DDPM over all T steps (slow on a CPU: ~4 s per clip in tiny)
     kid_subsets: int = 100
-    kid_subset_size: int = 1000  # capped at the number of test clips ("sized for the test set")
+    kid_subset_size: int = 1000  # capped at the number of test clips
     kid_degree: int = 3  # polynomial kernel (x.y / D + 1)^3, Binkowski et al.
     metric_seed: int = 0  # KID subset draws
-    # --- what Tables 1 and 3 compare
-    variants: tuple[str, ...] = ("nn_retrieval", "video", "video_label", "video_spec", "ours")
-    ddim_steps: tuple[int, ...] = (10, 25, 50, 200)  # Table 3, against ancestral DDPM with all T steps
-    # --- inference-time retrieval (nu_test -> nearest training nu -> its mu)
     retrieval_k: int = 1
     retrieval_chunk_size: int = nonsemantic(32768)
     retrieval_query_batch: int = nonsemantic(1024)
-    batch_size: int = nonsemantic(64)  # classifier / sampler batch at evaluation
-    # --- sampling of the Table 1 rows (the paper: ancestral DDPM over all T steps, eta 1, guidance 1)
-    sampler: str = "ddpm"  # "ddpm" | "ddim"
-    sample_steps: int = 0  # 0 = all T steps
-    eta: float = 1.0  # sigma_t = eta * sqrt(posterior variance), eq. 9
-    guidance_scale: float = 1.0  # classifier-free guidance w (1 = plain conditional sampling)
-    sample_seed: int = 0  # the noise of every sampled clip (results are reproducible)
-    # --- generation from silent video (physdiff.stages.generate, cluster/generate.py): DDIM by default
-    generate_sampler: str = "ddim"
-    generate_steps: int = 50
-    generate_eta: float = 0.0
-    generate_split: str = "test"  # the split the generate stage renders, one folder per video
-    table3_ddpm: bool = True  # Table 3's ancestral DDPM over all T steps (slow on a CPU: ~4 s per clip in tiny)
-    train_missing: bool = nonsemantic(True)  # evaluate trains the diffusion variants that have no finished run
+    batch_size: int = nonsemantic(64)  # classifier batch when scoring
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "tiny": {"classifier_backbone": "tiny", "classifier_epochs": 20, "classifier_dropout": 0.3, "classifier_world_videos": 200,
-                 "classifier_weight_decay": 1e-2, "kid_subsets": 50, "ddim_steps": (10, 25, 50),
-                 "sampler": "ddim", "sample_steps": 50, "eta": 0.0,
-                 # the main job's 20-minute CPU budget: the two rows the claim needs (bench/quality.py runs all)
-                 "variants": ("nn_retrieval", "video", "ours"), "table3_ddpm": False},
-        "debug": {"variants": ("nn_retrieval", "video", "video_label", "video_spec", "ours"), "table3_ddpm": True,
-                  "classifier_width": 8, "classifier_epochs": 2, "kid_subsets": 10, "ddim_steps": (10,),
-                  "sample_steps": 10, "generate_steps": 5, "classifier_world_videos": 0},
+        # the main job's 20-minute CPU budget: the two rows the claim needs (bench/quality.py runs all)
+        "tiny": {"kid_subsets": 50, "ddim_steps": (10, 25, 50), "variants": ("nn_retrieval", "video", "ours"),
+                 "table3_ddpm": False},
+        "debug": {"variants": EVAL_VARIANTS, "table3_ddpm": True, "kid_subsets": 10, "ddim_steps": (10,)},
     }
 
-    def __post_init__(self) -> None:
-        if self.classifier_backbone not in ("resnet50", "resnet18", "tiny"):
-            raise ValueError(f"eval.classifier_backbone must be resnet50, resnet18 or tiny, got {self.classifier_backbone!r}")
-        if not 0.0 <= self.classifier_dropout < 1.0:
-            raise ValueError(f"eval.classifier_dropout must be in [0, 1), got {self.classifier_dropout}")
-        if self.classifier_aug_gain_db < 0 or self.classifier_aug_freq_masks < 0:
-            raise ValueError("eval.classifier_aug_gain_db and eval.classifier_aug_freq_masks must be >= 0")
-        for name in ("classifier_aug_shift", "classifier_aug_freq_mask", "classifier_aug_time_mask"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"eval.{name} is a fraction of the spectrogram and must be in [0, 1), got {getattr(self, name)}")
-        if self.classifier_world_videos < 0:
-            raise ValueError(f"eval.classifier_world_videos must be >= 0, got {self.classifier_world_videos}")
+    def validate(self) -> None:
+        unknown = [v for v in self.variants if v not in EVAL_VARIANTS]
+        if unknown or not self.variants:
+            raise ConfigError(f"eval.variants {list(self.variants)}: choose from {', '.join(EVAL_VARIANTS)}")
         if self.kid_subsets < 1 or self.kid_subset_size < 2:
-            raise ValueError("eval.kid_subsets must be >= 1 and eval.kid_subset_size >= 2")
-        for name in ("sampler", "generate_sampler"):
-            if getattr(self, name) not in ("ddpm", "ddim"):
-                raise ValueError(f"eval.{name} must be ddpm or ddim, got {getattr(self, name)!r}")
-        if self.sample_steps < 0 or self.generate_steps < 0 or self.eta < 0 or self.generate_eta < 0:
-            raise ValueError("eval.sample_steps, generate_steps, eta and generate_eta must be >= 0")
+            raise ConfigError("eval.kid_subsets must be >= 1 and eval.kid_subset_size >= 2")
         if any(s < 1 for s in self.ddim_steps):
-            raise ValueError(f"eval.ddim_steps must be positive, got {self.ddim_steps}")
+            raise ConfigError(f"eval.ddim_steps must be positive, got {self.ddim_steps}")
+        if self.retrieval_k < 1 or self.batch_size < 1:
+            raise ConfigError("eval.retrieval_k and eval.batch_size must be >= 1")
+
+    @property
+    def diffusion_variants(self) -> tuple[str, ...]:
+        """The Table 1 rows that are diffusion runs (each one a pipeline job)."""
+        return tuple(v for v in self.variants if v != "nn_retrieval")

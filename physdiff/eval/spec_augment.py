@@ -41,19 +41,19 @@ class SpecAugmentSettings:
         return bool(self.gain > 0 or self.shift > 0 or (self.freq_mask > 0 and self.freq_masks > 0) or self.time_mask > 0)
 
 
-def settings_from_eval(e: Any, audio_cfg: Any) -> SpecAugmentSettings:
-    """From an :class:`~physdiff.eval.config.EvalConfig`; the gain in dB becomes normalised units.
+def settings_from_config(c: Any, audio_cfg: Any) -> SpecAugmentSettings:
+    """From a :class:`~physdiff.eval.config.ClassifierConfig`; the gain in dB becomes normalised units.
 
     ``normalize_spectrogram`` maps ln|X| in [spec_min, spec_max] to [-1, 1], so g dB is
     g * ln(10) / 20 * 2 / (spec_max - spec_min) in those units.
     """
     scale = 2.0 / (float(audio_cfg.spec_max) - float(audio_cfg.spec_min))
     return SpecAugmentSettings(
-        gain=float(e.classifier_aug_gain_db) * _NATS_PER_DB * scale,
-        shift=float(e.classifier_aug_shift),
-        freq_mask=float(e.classifier_aug_freq_mask),
-        freq_masks=int(e.classifier_aug_freq_masks),
-        time_mask=float(e.classifier_aug_time_mask),
+        gain=float(c.aug_gain_db) * _NATS_PER_DB * scale,
+        shift=float(c.aug_shift),
+        freq_mask=float(c.aug_freq_mask),
+        freq_masks=int(c.aug_freq_masks),
+        time_mask=float(c.aug_time_mask),
     )
 
 

@@ -69,7 +69,7 @@ class VideoConfig:
 
 @dataclass
 class DiffusionConfig:
-    """The denoiser (U-Net), its conditioning (mu, nu, ablations), the DDPM schedule and the sampler."""
+    """The denoiser (U-Net), its conditioning (mu, nu, ablations) and the DDPM schedule (sampling: the ``sampling`` section)."""
 
     epochs: int = 0  # 0 -> train.epochs
     lr: float = 0.0  # peak learning rate of the diffusion stage; 0 -> train.lr
@@ -111,15 +111,9 @@ class DiffusionConfig:
     # what the U-Net predicts: "eps" (eq. 8, official) | "v" (Salimans & Ho, 2022: v = sqrt(a) eps - sqrt(1 - a) x0),
     # which learns the high-noise end far faster when training steps are few (docs/deviations.md)
     prediction: str = "eps"
-    # --- sampling (evaluation; the official code: ancestral DDPM-1000, x0 clipped, guidance 1)
-    sampler: str = "ddpm"  # "ddpm" | "ddim"
-    sample_steps: int = 0  # 0 = all T steps
-    eta: float = 1.0  # noise temperature: sigma_t = eta * sqrt(posterior variance) (eq. 9)
-    guidance_scale: float = 1.0
-    clip_x0: bool = True
     # --- the diffusion stage (physdiff.stages.diffusion): upstream exports and evaluation during training
     prior_run: str = ""  # run folder of the prior stage whose (w, gamma) export to read; "" = this config's
-    video_run: str = ""  # run folder (or export folder) of the video stage's nu export; "" = this config's
+    video_run: str = ""  # run folder of the video stage whose nu export to read; "" = this config's
     eval_every: int = nonsemantic(0)  # evaluate every N epochs; 0 -> train.eval_every
     eval_t_grid: int = nonsemantic(8)  # held-out denoising loss at this many evenly spaced timesteps
     eval_noise_seed: int = nonsemantic(1234)  # fixed per-clip noise, so the held-out loss compares across evals
@@ -182,10 +176,6 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.prediction must be eps or v, got '{self.prediction}'")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"diffusion.loss must be l1 or l2, got '{self.loss}'")
-        if self.sampler not in ("ddpm", "ddim"):
-            raise ConfigError(f"diffusion.sampler must be ddpm or ddim, got '{self.sampler}'")
-        if not 0 <= self.sample_steps <= self.timesteps:
-            raise ConfigError(f"diffusion.sample_steps must be in [0, timesteps={self.timesteps}], got {self.sample_steps}")
         if not 1 <= self.eval_sample_steps <= self.timesteps or self.eval_t_grid < 1:
             raise ConfigError(f"diffusion.eval_sample_steps must be in [1, timesteps] and eval_t_grid >= 1, got "
                               f"{self.eval_sample_steps} and {self.eval_t_grid}")

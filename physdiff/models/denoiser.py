@@ -1,10 +1,10 @@
-"""The physics-driven denoiser: conditioner (mu, nu, ablations) + U-Net, with its loss and sampling entry.
+"""The physics-driven denoiser: conditioner (mu, nu, ablations) + U-Net, with its loss.
 
 Single-device code (torchtitan style): the training stage wraps it for DDP. Typical use:
 
     model = PhysicsDiffusion.from_config(cfg, nu_dim=video_feature_dim(cfg.video))
     loss = model(x0, inputs, generator=g)                            # eq. 8, condition dropped w.p. cond_dropout
-    x0_hat = model.sample(inputs, generator=g)                       # cfg.diffusion.sampler / steps / guidance
+    x0_hat = sample_spectrograms(model, model.conditioner.encode(inputs), cfg.sampling)   # physdiff.inference.sampling
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from physdiff.diffusion.losses import PREDICTIONS, noise_prediction_loss
-from physdiff.diffusion.samplers import SAMPLERS
 from physdiff.diffusion.schedule import Schedule, eps_from_v, schedule_from_config
 from physdiff.models.conditioning import Conditioner
 from physdiff.models.unet import UNet, unet_from_config
@@ -37,7 +36,6 @@ class PhysicsDiffusion(nn.Module):
         self.cond_dropout, self.loss_kind, self.prediction = cond_dropout, loss_kind, prediction
         self.spec_shape = tuple(spec_shape)
         self.schedule = schedule
-        self.sampling: dict = {}
 
     @classmethod
     def from_config(cls, cfg: object, nu_dim: int) -> "PhysicsDiffusion":
@@ -47,8 +45,6 @@ class PhysicsDiffusion(nn.Module):
                     cond_dropout=d.cond_dropout,
                     loss_kind=d.loss, spec_shape=(cfg.audio.num_bins, cfg.audio.num_frames),  # type: ignore[attr-defined]
                     prediction=d.prediction)
-        model.sampling = {"sampler": d.sampler, "steps": d.sample_steps or None, "eta": d.eta,
-                          "guidance_scale": d.guidance_scale, "clip_x0": d.clip_x0}
         if d.channels_last:
             model.unet.to(memory_format=torch.channels_last)
         return model
@@ -85,14 +81,3 @@ class PhysicsDiffusion(nn.Module):
                                      reduction=reduction, prediction=self.prediction)
 
     loss = forward
-
-    @torch.no_grad()
-    def sample(self, inputs: Mapping[str, Tensor], *, generator: torch.Generator | None = None,
-               progress: bool = False, **overrides) -> Tensor:
-        """x_0 (B, 1, F, N) in [-1, 1] with the configured sampler (``overrides`` replace any of its settings)."""
-        opts = {**self.sampling, **overrides}
-        sampler = SAMPLERS[opts.pop("sampler", "ddpm")]
-        cond = self.conditioner.encode(inputs)  # (B, C)
-        b = cond.shape[0]
-        return sampler(self.eps, (b, 1, *self.spec_shape), self.schedule, cond=cond,
-                       null_cond=self.conditioner.null_condition(b), generator=generator, progress=progress, **opts)

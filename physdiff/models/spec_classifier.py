@@ -7,7 +7,7 @@ ResNet-50 whose stem takes one channel (the normalised log-magnitude spectrogram
 ``tiny`` uses a small 4-block CNN that trains in minutes on a CPU. Both are randomly initialised
 (nothing can be downloaded; ``load_pretrained`` takes a local state dict).
 
-Training (``physdiff.stages.evaluate.train_classifier``) augments the spectrograms with
+Training (the ``classifier`` stage, ``physdiff.stages.classifier``) augments the spectrograms with
 ``physdiff.eval.spec_augment`` and may add dropout before the head; without that the classifier
 memorises the training videos' rooms and objects instead of material.
 
@@ -104,10 +104,6 @@ class SpecClassifier(nn.Module):
 
 
 def build_spec_classifier(num_classes: int, cfg: "object") -> SpecClassifier:
-    """Build from an :class:`physdiff.eval.config.EvalConfig` (``classifier_backbone``, ``classifier_width``)."""
-    return SpecClassifier(
-        num_classes,
-        backbone=getattr(cfg, "classifier_backbone"),
-        width=getattr(cfg, "classifier_width", 16),
-        dropout=getattr(cfg, "classifier_dropout", 0.0),
-    )
+    """Build from a :class:`physdiff.eval.config.ClassifierConfig` (``backbone``, ``width``, ``dropout``)."""
+    return SpecClassifier(num_classes, backbone=getattr(cfg, "backbone"), width=getattr(cfg, "width", 16),
+                          dropout=getattr(cfg, "dropout", 0.0))

@@ -159,11 +159,15 @@ class VideoEncoder(nn.Module):
         feats = self.backbone(x)  # (B*T, D_nu)
         return feats.view(b, t, -1)
 
-    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """frames (B, T, 3, H, W), uint8 or float in [0, 1] -> (nu (B, D_nu), logits (B, K))."""
-        nu = self.frame_features(frames).mean(1)  # (B, D_nu): average over time
+    def head_from_frames(self, per_frame: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-frame features (B, T, D_nu) -> (nu (B, D_nu), logits (B, K)): the temporal average and the head."""
+        nu = per_frame.mean(1)  # (B, D_nu): average over time
         logits = self.head(self.dropout(nu))  # (B, K)
         return nu, logits
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """frames (B, T, 3, H, W), uint8 or float in [0, 1] -> (nu (B, D_nu), logits (B, K))."""
+        return self.head_from_frames(self.frame_features(frames))
 
 
 def classification_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:

@@ -1,88 +1,108 @@
-"""The stage registry: which recipes exist, in which order the pipeline runs them, where outputs live.
+"""The stage registry: every stage of the pipeline, what kind it is, and where its code lives.
 
-Training stages are :class:`physdiff.training.recipe.Recipe` subclasses registered by import path
-(lazily imported, so registering costs nothing). Later stages add one line to ``TRAINING_STAGES``::
+Three kinds of stage, all addressed by name (``physdiff launch --stage NAME``):
 
-    TRAINING_STAGES["diffusion"] = "physdiff.stages.diffusion:DiffusionRecipe"
+- ``data``: a function ``fn(cfg) -> summary`` that makes a data artifact (the world, the shards);
+- ``train``: a :class:`physdiff.training.recipe.Recipe` the training engine runs (checkpoints, resume,
+  DDP, tracking, exported weights);
+- ``task``: a function ``fn(cfg) -> summary`` that only reads finished artifacts (index, generate, evaluate).
 
-Paths derived from the config (all under the data folder, each named by a hash of only the config
-keys that define its content, so changing e.g. the diffusion width does not rebuild the shards):
+Targets are import paths, imported when used, so the registry costs nothing to load. Where each
+stage's output lives is :mod:`physdiff.identity`; what it writes and reads is :mod:`physdiff.artifacts`;
+the order and dependencies of a full run are :mod:`physdiff.launch.pipeline`. Adding a stage is one
+line here plus its module::
 
-    <data_root>/world/<hash(seed, world)>                  the synthetic world (shards/synth.py)
-    <data_root>/shards/<hash(seed, world, audio, physics, shards)>   WebDataset shards (shards/build.py)
-    <data_root>/runs/<stage>-<hash(recipe.sections)>       one training stage run
+    STAGES["mystage"] = StageSpec("mystage", "train", "mypackage.mystage:MyRecipe", "what it learns")
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from physdiff.configlib import config_hash
 from physdiff.errors import PhysdiffError
+from physdiff.identity import shards_dir, world_dir  # noqa: F401  (the data folders, re-exported for stages)
 
-# name -> "module:Recipe" (order here is the pipeline order of the training stages)
-TRAINING_STAGES: dict[str, str] = {
-    "prior": "physdiff.stages.prior:PriorRecipe",
-    "video": "physdiff.stages.video:VideoRecipe",
-    "diffusion": "physdiff.stages.diffusion:DiffusionRecipe",
-}
-
-# Task stages: no training loop, one function ``fn(cfg) -> dict`` each, run after the training stages in
-# this order (the retrieval index, generation from the test videos, the Table 1 / Table 3 evaluation).
-TASK_STAGES: dict[str, str] = {
-    "index": "physdiff.stages.index:run_index",
-    "generate": "physdiff.stages.generate:run_generate",
-    "evaluate": "physdiff.stages.evaluate:run_evaluate",
-}
-
-WORLD_SECTIONS = ("world",)
-SHARD_SECTIONS = ("world", "audio", "physics", "shards")
+KINDS = ("data", "train", "task")
 
 
-def register_stage(name: str, target: str) -> None:
-    """Register a training stage recipe by import path ``"package.module:ClassName"``."""
-    TRAINING_STAGES[name] = target
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    kind: str  # one of KINDS
+    target: str  # "package.module:attribute"
+    help: str = ""
+
+    def load(self) -> Any:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
-def stage_names() -> list[str]:
-    return list(TRAINING_STAGES)
+# Pipeline order.
+STAGES: dict[str, StageSpec] = {s.name: s for s in (
+    StageSpec("world", "data", "physdiff.stages.data:run_world", "generate the synthetic world (Greatest Hits layout)"),
+    StageSpec("shards", "data", "physdiff.stages.data:run_shards", "cut the world's videos into WebDataset shards"),
+    StageSpec("prior", "train", "physdiff.stages.prior:PriorRecipe", "the residual prior (w, gamma) of every clip"),
+    StageSpec("video", "train", "physdiff.stages.video:VideoRecipe", "the TSM ResNet material classifier; nu per clip"),
+    StageSpec("classifier", "train", "physdiff.stages.classifier:ClassifierRecipe",
+              "the spectrogram material classifier behind FID, KID, KL and accuracy"),
+    StageSpec("diffusion", "train", "physdiff.stages.diffusion:DiffusionRecipe",
+              "the spectrogram diffusion model (one run per diffusion.variant)"),
+    StageSpec("index", "task", "physdiff.stages.index:run_index", "the nu -> latent retrieval table of a diffusion run"),
+    StageSpec("generate", "task", "physdiff.stages.generate:run_generate", "sound for the silent test videos"),
+    StageSpec("evaluate", "task", "physdiff.stages.evaluate:run_evaluate", "Tables 1 and 3 on the test split"),
+)}
+
+
+def register_stage(spec: StageSpec) -> None:
+    """Add (or replace) a stage; it joins ``--stage`` choices. Where it runs in ``--stage all`` is the pipeline's."""
+    if spec.kind not in KINDS:
+        raise PhysdiffError(f"stage kind must be one of {KINDS}, got {spec.kind!r}")
+    STAGES[spec.name] = spec
+
+
+def stage(name: str) -> StageSpec:
+    if name not in STAGES:
+        raise PhysdiffError(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    return STAGES[name]
+
+
+def stage_names(kind: str | None = None) -> list[str]:
+    return [n for n, s in STAGES.items() if kind is None or s.kind == kind]
 
 
 def get_recipe(name: str) -> Any:
-    """A fresh recipe instance of a registered training stage (clear error for unknown names)."""
-    if name not in TRAINING_STAGES:
-        raise PhysdiffError(f"unknown stage '{name}'; training stages: {', '.join(TRAINING_STAGES)}")
-    module, _, attr = TRAINING_STAGES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)()
+    """A fresh recipe instance of a training stage (clear error for unknown or non-training names)."""
+    spec = stage(name)
+    if spec.kind != "train":
+        raise PhysdiffError(f"stage '{name}' is a {spec.kind} stage, not a training stage; "
+                            f"training stages: {', '.join(stage_names('train'))}")
+    return spec.load()()
 
 
-def task_stage_names() -> list[str]:
-    return list(TASK_STAGES)
+def train_stage(cfg: Any, name: str, **kw: Any) -> Any:
+    """Train a registered stage in this process (resuming its run folder): :func:`physdiff.training.trainer.train`."""
+    from physdiff.training.trainer import train
+
+    return train(cfg, get_recipe(name), **kw)
 
 
-def run_task_stage(name: str, cfg: Any) -> dict[str, Any]:
-    """Run a task stage (index, generate, evaluate) in this process; returns its summary dict."""
-    if name not in TASK_STAGES:
-        raise PhysdiffError(f"unknown task stage '{name}'; task stages: {', '.join(TASK_STAGES)}")
-    module, _, attr = TASK_STAGES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(cfg)
-
-
-def world_dir(cfg: Any) -> Path:
-    return cfg.paths.root() / "world" / config_hash(cfg, sections=WORLD_SECTIONS)
-
-
-def shards_dir(cfg: Any) -> Path:
-    """The shard root of this config: ``train.shards`` when set, else the shards stage's output."""
-    if getattr(cfg.train, "shards", ""):
-        return Path(cfg.train.shards).expanduser().resolve()
-    return cfg.paths.root() / "shards" / config_hash(cfg, sections=SHARD_SECTIONS)
+def run_function_stage(name: str, cfg: Any) -> dict[str, Any]:
+    """Run a data or task stage in this process; returns its summary dict."""
+    spec = stage(name)
+    if spec.kind == "train":
+        raise PhysdiffError(f"stage '{name}' is a training stage: launch it through the engine (train_stage)")
+    return spec.load()(cfg)
 
 
 def stage_run_dir(cfg: Any, name: str) -> Path:
-    """The run folder a training stage uses for this config (what ``train`` will write)."""
+    """The folder a stage writes for ``cfg`` (a run folder, or the world / shard folder)."""
+    from physdiff import identity
     from physdiff.training.trainer import run_dir_for
 
-    return run_dir_for(cfg, get_recipe(name))
+    spec = stage(name)
+    if spec.kind == "train":
+        return run_dir_for(cfg, get_recipe(name))
+    return identity.artifact_dir(cfg, name)

@@ -26,7 +26,7 @@ class ShardRecipe(Recipe):
 
     def setup(self, cfg: Any, rank: int, world_size: int) -> None:
         from physdiff.data.reader import load_manifest
-        from physdiff.stages import shards_dir
+        from physdiff.identity import shards_dir
 
         self.shard_root = shards_dir(cfg)
         man = load_manifest(self.shard_root, "train")  # DataError naming the file when missing
@@ -63,6 +63,27 @@ class ShardRecipe(Recipe):
             side_tables=self.side_tables(split), rank=rank, world_size=world_size,
         )
 
+    def export(self, model: Any, cfg: Any, out: Any) -> None:
+        """Every shard stage's export names the shards it was made from; subclasses call this first."""
+        out.manifest["shard_root"] = str(self.shard_root)
+
     def train_batches(self, cfg: Any, epoch: int, rank: int, world_size: int) -> Iterator[dict[str, Any]]:
         nb = self.num_train_batches(cfg, world_size)
         return iter(self.loader(cfg, "train", "train", epoch, rank, world_size, nb))
+
+
+def check_export_count(stage: str, split: str, keys: list[str], shard_manifest: dict[str, Any], shard_root: Path,
+                       cfg: Any, loader: Any) -> None:
+    """An export covers every clip of the split, unless ``loader.skip_corrupt`` skipped some (recorded)."""
+    n = int(shard_manifest["num_samples"])
+    if len(keys) != n and not (cfg.loader.skip_corrupt and getattr(loader, "skipped", None)):
+        raise DataError(f"{stage} export of split {split}: read {len(keys)} clips but the manifest of "
+                        f"{shard_root / split} lists {n}")
+
+
+def upstream_tables(cfg: Any, stage: str) -> dict[str, Path]:
+    """{split: side table} of the finished ``prior`` / ``video`` run this config reads (``diffusion.<stage>_run``)."""
+    from physdiff.artifacts import read_export
+    from physdiff.inference.load import upstream_run
+
+    return read_export(upstream_run(cfg, stage), stage).splits

@@ -9,17 +9,16 @@ Recipe for the engine (:mod:`physdiff.training.trainer`):
   ``residual`` is eqs. 5-6 with the predicted (gamma, w);
 - evaluation (the paper's Fig. 5a point for this M): validation MR-STFT loss of modal-only
   resynthesis and of modal + residual, plus spectrogram figures and WAVs of a few clips;
-- export: (w, gamma) for every clip of every split as side tables
-  ``<run>/export/prior-<split>.safetensors`` (joined to the shards by key, see
-  :mod:`physdiff.data.sidetable`) and ``<run>/export/manifest.json``. The modal priors (f, p, lambda)
-  are in the shards themselves, so the diffusion stage reads all five priors with its shards.
+- export (:mod:`physdiff.artifacts`): the weights, and (w, gamma) for every clip of every split as side
+  tables ``<run>/export/prior-<split>.safetensors`` (joined to the shards by key, see
+  :mod:`physdiff.data.sidetable`). The modal priors (f, p, lambda) are in the shards themselves, so the
+  diffusion stage reads all five priors with its shards.
 
 The held-out split is ``test`` (the dataset has no separate validation split).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from physdiff.errors import DataError
-from physdiff.stages.base import ShardRecipe
+from physdiff.stages.base import ShardRecipe, check_export_count
 from physdiff.training.recipe import EvalContext
 
 EVAL_SPLIT = "test"
@@ -35,7 +34,6 @@ EVAL_SPLIT = "test"
 
 class PriorRecipe(ShardRecipe):
     name = "prior"
-    sections = ("seed", "audio", "physics", "world", "shards", "loader", "train", "prior")
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,20 +121,17 @@ class PriorRecipe(ShardRecipe):
                 "val/residual_gain": (tot_modal - tot_full) / n, "val/clips": float(n)}
 
     # ------------------------------------------------------------------ export
-    def export(self, model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any]:
-        """(w, gamma) of every clip of every split as side tables, plus ``export/manifest.json``."""
+    def export(self, model: nn.Module, cfg: Any, out: Any) -> None:
+        """(w, gamma) of every clip of every split as side tables."""
+        super().export(model, cfg, out)
         from physdiff.data.layout import SPLITS
         from physdiff.data.reader import load_manifest
-        from physdiff.data.sidetable import write_side_table
         from physdiff.physics import log_magnitude, normalize_spectrogram
 
         device = next(model.parameters()).device
-        model.eval()
-        out_dir = run_dir / "export"
-        manifest: dict[str, Any] = {"format": "physdiff-prior-export/1", "stage": "prior", "run_dir": str(run_dir),
-                                    "shard_root": str(self.shard_root), "residual_dims": cfg.prior.residual_dims,
-                                    "arrays": {"weight": "(N, M) band weights in (0, 1)", "gamma": "(N, M) decay, dB/s"},
-                                    "splits": {}}
+        m = cfg.prior.residual_dims
+        out.manifest.update(residual_dims=m, arrays={"weight": "(N, M) band weights in (0, 1)",
+                                                     "gamma": "(N, M) decay, dB/s"})
         for split in SPLITS:
             try:
                 sman = load_manifest(self.shard_root, split)
@@ -152,33 +147,11 @@ class PriorRecipe(ShardRecipe):
                     keys += list(batch["key"])
                     ws.append(w.float().cpu())
                     gs.append(g.float().cpu())
-            # With loader.skip_corrupt the clips of skipped shards/samples are missing: recorded, not fatal.
-            if len(keys) != int(sman["num_samples"]) and not (cfg.loader.skip_corrupt and loader.skipped):
-                raise DataError(f"prior export of split {split}: read {len(keys)} clips but the manifest of "
-                                f"{self.shard_root / split} lists {sman['num_samples']}")
-            m = cfg.prior.residual_dims
+            check_export_count("prior", split, keys, sman, self.shard_root, cfg, loader)
             w_all = torch.cat(ws) if ws else torch.zeros(0, m)  # (N, M)
             g_all = torch.cat(gs) if gs else torch.zeros(0, m)  # (N, M)
-            path = write_side_table(out_dir / f"prior-{split}.safetensors", keys, {"weight": w_all, "gamma": g_all},
-                                    {"producer": "prior", "run_dir": str(run_dir), "split": split,
-                                     "shards_config_hash": sman.get("config_hash", ""), "residual_dims": m})
-            manifest["splits"][split] = {"path": path.name, "count": len(keys), "skipped": list(loader.skipped),
-                                         "shards_config_hash": sman.get("config_hash", "")}
-        tmp = out_dir / "manifest.json.tmp"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(out_dir / "manifest.json")
-        return {split: str(out_dir / v["path"]) for split, v in manifest["splits"].items()}
-
-
-def export_paths(run_dir: str | Path) -> dict[str, Path]:
-    """{split: side table path} of a finished prior run (what the diffusion stage passes as side_tables)."""
-    run_dir = Path(run_dir)
-    man_path = run_dir / "export" / "manifest.json"
-    if not man_path.exists():
-        raise DataError(f"no prior export in {run_dir}: train the prior stage first (cluster/launch.py --stage prior)")
-    man = json.loads(man_path.read_text())
-    return {split: run_dir / "export" / v["path"] for split, v in man["splits"].items()}
+            out.table(split, keys, {"weight": w_all, "gamma": g_all}, {"residual_dims": m},
+                      skipped=list(loader.skipped), shards_config_hash=sman.get("config_hash", ""))
 
 
 def _write_media(media_dir: Path, keys: list[str], out: dict[str, torch.Tensor], k: int, cfg: Any) -> None:

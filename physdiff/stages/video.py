@@ -12,10 +12,10 @@ Recipe for the engine (:mod:`physdiff.training.trainer`):
 - evaluation on the held-out split: loss, accuracy, balanced accuracy (mean per-class recall over the
   classes present) and their chance levels (the majority class's share; 1 / classes present), plus a
   confusion matrix figure;
-- export: nu (the time-averaged pooled features, (N, D_nu)) and the logits ((N, 17)) of every clip of
-  every split as side tables ``<run>/export/video-<split>.safetensors`` (joined to the shards by key, see
-  :mod:`physdiff.data.sidetable`) and ``<run>/export/manifest.json``; :func:`export_paths` gives them to
-  the diffusion stage (``make_loader(..., side_tables={"video": paths[split]})`` -> ``batch["video/nu"]``).
+- export (:mod:`physdiff.artifacts`): the weights, and nu (the time-averaged pooled features, (N, D_nu)),
+  the per-frame features ``nu_frames`` ((N, T, D_nu), for the baselines that read video over time) and
+  the logits ((N, 17)) of every clip of every split as side tables ``<run>/export/video-<split>.safetensors``
+  (joined to the shards by key: ``make_loader(..., side_tables={"video": path})`` -> ``batch["video/nu"]``).
 
     python cluster/launch.py --stage video --local --preset tiny           # this process (GPU or CPU)
     python cluster/launch.py --stage video --cpu --procs 2 --preset debug  # 2 gloo processes (torchrun)
@@ -37,18 +37,14 @@ from torch import nn
 from physdiff.data.labels import GREATEST_HITS_MATERIALS
 from physdiff.errors import DataError
 from physdiff.eval.metrics import classification_metrics
-from physdiff.stages.base import ShardRecipe
+from physdiff.stages.base import ShardRecipe, check_export_count
 from physdiff.training.recipe import EvalContext
 
 EVAL_SPLIT = "test"
-EXPORT_FORMAT = "physdiff-video-export/1"
 
 
 class VideoRecipe(ShardRecipe):
     name = "video"
-    # The shards' content depends on (seed, world, audio, physics, shards); the rest is this stage's own.
-    sections = ("seed", "audio", "physics", "world", "shards", "loader", "train", "video")
-
     frames = True  # the only stage that decodes the 22 frames
 
     # ------------------------------------------------------------------ data
@@ -89,15 +85,19 @@ class VideoRecipe(ShardRecipe):
         return loss, {"acc": acc}
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, cfg: Any, split: str, max_batches: int = 0
-                ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(keys, nu (B, D) float32, logits (B, K) float32, labels (B,)) of every clip of ``split`` once, in order."""
+    def predict(self, model: nn.Module, cfg: Any, split: str, max_batches: int = 0, loader: Any = None
+                ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(keys, nu (B, D), logits (B, K), labels (B,), per-frame features (B, T, D)) of every clip of ``split`` once."""
         device = next(model.parameters()).device
-        for bi, batch in enumerate(self.loader(cfg, split, "eval", rank=0, world_size=1)):
+        loader = loader if loader is not None else self.loader(cfg, split, "eval", rank=0, world_size=1)
+        for bi, batch in enumerate(loader):
             if max_batches and bi >= max_batches:
                 break
-            nu, logits = model(self.inputs(batch, cfg, device, train=False))  # (B, D), (B, K)
-            yield list(batch["key"]), nu.float().cpu(), logits.float().cpu(), batch["material"].cpu()
+            x = self.inputs(batch, cfg, device, train=False)  # (B, T, 3, S, S)
+            per_frame = model.frame_features(x)  # (B, T, D): the pooled features of each frame
+            nu, logits = model.head_from_frames(per_frame)  # (B, D), (B, K): what forward(x) returns
+            yield (list(batch["key"]), nu.float().cpu(), logits.float().cpu(), batch["material"].cpu(),
+                   per_frame.float().cpu())
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, model: nn.Module, cfg: Any, ctx: EvalContext) -> dict[str, float]:
@@ -109,7 +109,7 @@ class VideoRecipe(ShardRecipe):
         except DataError:
             return {}
         logits_all, labels_all = [], []
-        for _keys, _nu, logits, labels in self.predict(model, cfg, EVAL_SPLIT, cfg.train.eval_batches):
+        for _keys, _nu, logits, labels, _frames in self.predict(model, cfg, EVAL_SPLIT, cfg.train.eval_batches):
             logits_all.append(logits)
             labels_all.append(labels)
         if not labels_all:
@@ -124,77 +124,48 @@ class VideoRecipe(ShardRecipe):
         return out
 
     # ------------------------------------------------------------------ export
-    def export(self, model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any]:
-        """nu and logits of every clip of every split as side tables, plus ``export/manifest.json``."""
+    def export(self, model: nn.Module, cfg: Any, out: Any) -> None:
+        """nu, per-frame features and logits of every clip of every split as side tables."""
+        super().export(model, cfg, out)
         from physdiff.data.layout import SPLITS
         from physdiff.data.reader import load_manifest
-        from physdiff.data.sidetable import write_side_table
         from physdiff.models.video import video_feature_dim
 
-        model.eval()
-        out_dir = run_dir / "export"
         dim = video_feature_dim(cfg.video)
         k = len(GREATEST_HITS_MATERIALS)
-        manifest: dict[str, Any] = {
-            "format": EXPORT_FORMAT, "stage": "video", "run_dir": str(run_dir), "shard_root": str(self.shard_root),
-            "backbone": cfg.video.backbone, "feature_dim": dim, "num_classes": k,
-            "classes": list(GREATEST_HITS_MATERIALS),
-            "arrays": {"nu": f"(N, {dim}) time-averaged pooled TSM features (the visual latent)",
-                       "logits": f"(N, {k}) material logits over 'classes'"},
-            "splits": {},
-        }
+        t = cfg.video.num_frames
+        out.manifest.update(backbone=cfg.video.backbone, feature_dim=dim, num_classes=k, num_frames=t,
+                            classes=list(GREATEST_HITS_MATERIALS),
+                            arrays={"nu": f"(N, {dim}) time-averaged pooled TSM features (the visual latent)",
+                                    "nu_frames": f"(N, {t}, {dim}) pooled TSM features of each frame",
+                                    "logits": f"(N, {k}) material logits over 'classes'"})
         for split in SPLITS:
             try:
                 sman = load_manifest(self.shard_root, split)
             except DataError:
                 continue
             keys: list[str] = []
-            nus, logits, labels = [], [], []
-            for kb, nu, lg, lb in self.predict(model, cfg, split):
+            nus, logits, labels, frames = [], [], [], []
+            loader = self.loader(cfg, split, "eval", rank=0, world_size=1)
+            for kb, nu, lg, lb, fr in self.predict(model, cfg, split, loader=loader):
                 keys += kb
                 nus.append(nu)
                 logits.append(lg)
                 labels.append(lb)
-            # With loader.skip_corrupt the clips of skipped shards/samples are missing (the reader
-            # reports each skip on stderr); the manifest records how many.
-            if len(keys) != int(sman["num_samples"]) and not cfg.loader.skip_corrupt:
-                raise DataError(f"video export of split {split}: read {len(keys)} clips but the manifest of "
-                                f"{self.shard_root / split} lists {sman['num_samples']}")
+                frames.append(fr)
+            check_export_count("video", split, keys, sman, self.shard_root, cfg, loader)
             nu_all = torch.cat(nus) if nus else torch.zeros(0, dim)  # (N, D)
             lg_all = torch.cat(logits) if logits else torch.zeros(0, k)  # (N, K)
+            fr_all = torch.cat(frames) if frames else torch.zeros(0, t, dim)  # (N, T, D)
             if nu_all.shape[1:] != (dim,):
-                raise DataError(f"video export of split {split}: nu has shape {tuple(nu_all.shape)}, "
-                                f"expected (N, {dim})")
-            path = write_side_table(out_dir / f"video-{split}.safetensors", keys, {"nu": nu_all, "logits": lg_all},
-                                    {"producer": "video", "run_dir": str(run_dir), "split": split,
-                                     "shards_config_hash": sman.get("config_hash", ""), "feature_dim": dim,
-                                     "backbone": cfg.video.backbone})
-            entry: dict[str, Any] = {"path": path.name, "count": len(keys),
-                                     "missing": int(sman["num_samples"]) - len(keys),
+                raise DataError(f"video export of split {split}: nu has shape {tuple(nu_all.shape)}, expected (N, {dim})")
+            entry: dict[str, Any] = {"missing": int(sman["num_samples"]) - len(keys),
                                      "shards_config_hash": sman.get("config_hash", "")}
             if keys:
                 met = classification_metrics(lg_all, torch.cat(labels))
                 entry.update({"acc": met["acc"], "balanced_acc": met["balanced_acc"], "chance_acc": met["chance_acc"]})
-            manifest["splits"][split] = entry
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(out_dir / "manifest.json")
-        return {split: str(out_dir / v["path"]) for split, v in manifest["splits"].items()}
-
-
-def export_paths(run_dir: str | Path) -> dict[str, Path]:
-    """{split: side table path} of a finished video run (what the diffusion stage passes as side_tables)."""
-    run_dir = Path(run_dir)
-    man_path = run_dir / "export" / "manifest.json"
-    if not man_path.exists():
-        raise DataError(f"no video export in {run_dir}: train the video stage first (cluster/launch.py --stage video)")
-    man = json.loads(man_path.read_text())
-    if man.get("format") != EXPORT_FORMAT:
-        raise DataError(f"{man_path}: format {man.get('format')!r} is not {EXPORT_FORMAT!r}")
-    return {split: run_dir / "export" / v["path"] for split, v in man["splits"].items()}
-
-
+            out.table(split, keys, {"nu": nu_all, "nu_frames": fr_all, "logits": lg_all},
+                      {"feature_dim": dim, "backbone": cfg.video.backbone}, **entry)
 
 
 def _labels(batch: dict[str, Any], device: torch.device) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """What a training stage is: a recipe (model, data, loss, evaluation, export) the engine runs.
 
 Recipes are single-device code. The engine (:mod:`physdiff.training.trainer`) owns distribution,
-mixed precision, accumulation, clipping, EMA, checkpoints, signals and tracking, so a new stage
-(video, diffusion, ...) only subclasses :class:`Recipe` and registers itself in
-:mod:`physdiff.stages`.
+mixed precision, accumulation, clipping, EMA, checkpoints, signals, tracking and the export of the
+trained weights, so a new stage (video, diffusion, ...) only subclasses :class:`Recipe` and registers
+itself in the stage registry (:mod:`physdiff.stages`); the engine never imports the recipes.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ class Recipe:
     """Base class of a training stage. Subclasses override the methods marked 'required'."""
 
     name: str = ""
-    # Config keys (top-level fields or sections) that define this stage's result: its run hash.
-    sections: tuple[str, ...] = ("seed", "train")
+    # Config keys (top-level fields or sections) that define this stage's result, i.e. its run hash.
+    # None: the stage's row of the identity table (physdiff.identity.SECTIONS[name]).
+    sections: tuple[str, ...] | None = None
 
     def _stage_or_train(self, cfg: Any, key: str) -> Any:
         """``<stage section>.<key>`` when set (> 0), else ``train.<key>``."""
@@ -52,6 +53,18 @@ class Recipe:
     def learning_rate(self, cfg: Any) -> float:
         """Peak learning rate: ``<stage section>.lr`` when set (> 0), else ``train.lr`` (sized per stage, like epochs)."""
         return float(self._stage_or_train(cfg, "lr"))
+
+    def weight_decay(self, cfg: Any) -> float:
+        """AdamW weight decay: ``<stage section>.weight_decay`` when set (> 0), else ``train.weight_decay``."""
+        return float(self._stage_or_train(cfg, "weight_decay"))
+
+    def grad_clip(self, cfg: Any) -> float:
+        """Clip the global gradient norm at this value (0 = no clipping): ``train.grad_clip`` by default."""
+        return float(cfg.train.grad_clip)
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, cfg: Any, batches_per_epoch: int) -> tuple[Any, str]:
+        """The lr schedule and when it steps ("epoch" or "step"): lr x ``train.lr_decay`` per epoch by default."""
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.train.lr_decay), "epoch"
 
     def eval_every(self, cfg: Any) -> int:
         """Evaluate every N epochs: ``<stage section>.eval_every`` when set (> 0), else ``train.eval_every``.
@@ -83,6 +96,9 @@ class Recipe:
         """Rank 0 only: validation metrics (prefixed ``val/``); may write media into ``ctx.media_dir``."""
         return {}
 
-    def export(self, model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any]:
-        """Rank 0 only, after training: write the stage's products; returns a manifest fragment."""
-        return {}
+    def export(self, model: nn.Module, cfg: Any, out: Any) -> None:
+        """Rank 0 only, after training: add the stage's products to ``out`` (a :class:`physdiff.artifacts.ExportWriter`).
+
+        The engine has already written the trained weights (``export/model.safetensors``, EMA weights when
+        kept) and writes the manifest after this returns; per-clip arrays go in with ``out.table(...)``.
+        """

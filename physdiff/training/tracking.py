@@ -2,7 +2,10 @@
 
 Only rank 0 creates a :class:`Tracker`. Every metric is first appended to ``<run>/metrics.jsonl``
 (the run folder is the source of truth), then sent to MLflow. The MLflow run id is stored in
-``<run>/mlflow.json`` (per tracking URI), so a requeued or resumed job reopens the same run.
+``<run>/mlflow.json`` (per tracking URI), so a requeued or resumed job reopens the same run. The run
+is named like its folder (``diffusion-ours-<hash>``), nested under ``tracking.parent_run_id`` (the
+pipeline's parent run) and tagged with the git commit; ``physdiff.resumes`` counts the times training
+resumed from a checkpoint (0 for a run that never stopped).
 
 Training never dies because tracking does: any MLflow failure (unreachable server, locked
 database) is reported once as a warning and tracking is switched off for the rest of the process;
@@ -40,6 +43,24 @@ def default_tracking_uri(cfg: Any) -> str:
     return f"sqlite:///{cfg.paths.root() / 'mlflow.db'}"
 
 
+_GIT_COMMIT: list[str | None] = []
+
+
+def git_commit() -> str | None:
+    """The commit of the physdiff checkout this process runs from (None outside a git checkout)."""
+    if not _GIT_COMMIT:
+        import subprocess
+
+        here = Path(__file__).resolve().parents[2]
+        try:
+            out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            commit = out.stdout.strip() if out.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+        _GIT_COMMIT.append(commit)
+    return _GIT_COMMIT[0]
+
+
 def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in d.items():
@@ -53,8 +74,9 @@ def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 class Tracker:
     """Rank-0 tracking of one stage run (see module docstring)."""
 
-    def __init__(self, cfg: Any, run_dir: Path, stage: str, run_hash: str) -> None:
+    def __init__(self, cfg: Any, run_dir: Path, stage: str, run_hash: str, name: str | None = None) -> None:
         self.cfg = cfg
+        self.name = name  # the MLflow run name (default: the run folder's name)
         self.run_dir = Path(run_dir)
         self.stage = stage
         self.run_hash = run_hash
@@ -111,7 +133,6 @@ class Tracker:
                 run = c.get_run(rid)
                 c.update_run(rid, status="RUNNING")
                 self.run_id = run.info.run_id
-                c.set_tag(rid, "physdiff.resumes", str(int(run.data.tags.get("physdiff.resumes", "0")) + 1))
                 return self.run_id
             except Exception as e:  # the store was reset or moved: say so, then open a new run below
                 print(f"[tracking] MLflow run {rid} is not in {self.uri} ({type(e).__name__}); opening a new run",
@@ -130,10 +151,16 @@ class Tracker:
             "physdiff.run_hash": self.run_hash,
             "physdiff.run_dir": str(self.run_dir),
             "physdiff.preset": str(self.cfg.preset),
+            "physdiff.resumes": "0",
         }
+        if self.stage in ("diffusion", "index", "generate"):
+            tags["physdiff.variant"] = str(self.cfg.diffusion.variant)
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
         if self.cfg.tracking.parent_run_id:
             tags["mlflow.parentRunId"] = self.cfg.tracking.parent_run_id
-        run = c.create_run(exp_id, run_name=self.cfg.tracking.run_name or f"{self.stage}-{self.run_hash}", tags=tags)
+        run = c.create_run(exp_id, run_name=self.cfg.tracking.run_name or self.name or self.run_dir.name, tags=tags)
         self.run_id = run.info.run_id
         from mlflow.entities import Param
 
@@ -168,6 +195,19 @@ class Tracker:
         if self.enabled and self.run_id is not None and Path(path).exists():
             self._guard("log_artifact", self._client.log_artifact, self.run_id, str(path), artifact_path)
 
+    def record_resume(self, step: int) -> None:
+        """Training resumed from the checkpoint of ``step``: count it in ``physdiff.resumes``."""
+        if not (self.enabled and self.run_id is not None):
+            return
+
+        def bump() -> None:
+            run = self._client.get_run(self.run_id)
+            n = int(run.data.tags.get("physdiff.resumes", "0")) + 1
+            self._client.set_tag(self.run_id, "physdiff.resumes", str(n))
+            self._client.set_tag(self.run_id, "physdiff.resumed_from_step", str(step))
+
+        self._guard("record_resume", bump)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         if self.enabled and self.run_id is not None:
             for k, v in tags.items():
@@ -177,3 +217,22 @@ class Tracker:
         """FINISHED at the end, KILLED when stopped for a requeue (reopened as RUNNING), FAILED on error."""
         if self.enabled and self.run_id is not None:
             self._guard("set_terminated", self._client.set_terminated, self.run_id, status)
+
+
+class track_task:  # noqa: N801  (a context manager used like a function)
+    """Track a task stage (index, generate, evaluate) as an MLflow run, opened when the stage starts:
+
+        with track_task(cfg, run_dir, "evaluate", run_hash) as tracker:
+            ...                                    # tracker.log_metrics / log_artifact / set_tags
+    The run ends FINISHED, or FAILED when the block raises (the error is re-raised).
+    """
+
+    def __init__(self, cfg: Any, run_dir: Path, stage: str, run_hash: str, name: str | None = None) -> None:
+        self.tracker = Tracker(cfg, run_dir, stage, run_hash, name)
+
+    def __enter__(self) -> Tracker:
+        self.tracker.start()
+        return self.tracker
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.tracker.finish("FINISHED" if exc_type is None else "FAILED")

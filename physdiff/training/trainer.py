@@ -5,12 +5,14 @@
 What it does, in order (nanoGPT-style loop, torchtitan-style separation of model and distribution):
 
 1. Run identity: ``<data_root>/runs/<stage>-<hash>`` where the hash covers only the config keys the
-   stage depends on (``recipe.sections``) minus non-semantic fields. The resolved config is written
-   there as ``config.json``; a finished run has ``DONE.json`` and is not retrained.
+   stage depends on (its row of :data:`physdiff.identity.SECTIONS`, or ``recipe.sections``) minus
+   non-semantic fields. The resolved config is written there as ``config.json``; a finished run has
+   ``DONE.json`` (:mod:`physdiff.artifacts`) and is not retrained.
 2. Resume: the newest *complete* checkpoint (see :mod:`physdiff.training.checkpoint`) restores the
    model, optimizer, lr schedule, EMA, grad scaler, every rank's RNG and the data cursor
    (epoch, micro-batch), so an interrupted run finishes with the weights of an uninterrupted one.
-3. Loop: AdamW (lr: ``recipe.learning_rate``, weight decay from ``cfg.train``), lr x ``lr_decay`` per epoch, gradient
+3. Loop: AdamW (``recipe.learning_rate``, ``recipe.weight_decay``), the recipe's lr schedule (lr x ``lr_decay``
+   per epoch by default), gradient
    accumulation (no DDP all-reduce on non-final micro-batches), clipping, optional EMA, autocast
    for bf16/fp16. At every optimiser-step boundary all ranks agree (one ``all_reduce``) on
    (a) a non-finite loss or gradient norm -> stop with :class:`TrainingDiverged` before the update,
@@ -18,7 +20,8 @@ What it does, in order (nanoGPT-style loop, torchtitan-style separation of model
 4. Checkpoints every ``checkpoint_every`` steps, at every epoch end, and on stop; keep the last K.
 5. Rank 0 evaluates (``recipe.evaluate``) every ``eval_every`` epochs, logs to MLflow + metrics.jsonl,
    calls ``report_fn(metrics, checkpoint_dir)`` (the Ray Tune hook) and draws the progress bar.
-6. After the last epoch rank 0 runs ``recipe.export`` and writes ``DONE.json``.
+6. After the last epoch rank 0 exports the weights (``export/model.safetensors``), runs ``recipe.export``
+   for the stage's per-clip products, writes ``export/manifest.json`` and then ``DONE.json``.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from physdiff.configlib import config_hash
+from physdiff import identity
+from physdiff.artifacts import DONE, ExportWriter, write_done
 from physdiff.errors import PhysdiffError
-from physdiff.fileio import atomic_write_json
 from physdiff.training import checkpoint as ck
 from physdiff.training.distributed import all_reduce_max, all_reduce_mean, barrier, broadcast_int, make_accelerator
 from physdiff.training.ema import EMA
@@ -69,13 +72,18 @@ class StageResult:
     exports: dict[str, Any] = field(default_factory=dict)
 
 
+def run_config(cfg: Any, recipe: Recipe) -> Any:
+    """The config the recipe's run is made from (a derived one for e.g. the metric classifier, see physdiff.identity)."""
+    return identity.config_for(cfg, recipe.name) if recipe.name in identity.SECTIONS else cfg
+
+
 def run_hash(cfg: Any, recipe: Recipe) -> str:
-    return config_hash(cfg, sections=recipe.sections)
+    return identity.artifact_hash(run_config(cfg, recipe), recipe.name, sections=recipe.sections)
 
 
 def run_dir_for(cfg: Any, recipe: Recipe) -> Path:
-    """``<data_root>/runs/<stage>-<hash>``: the same config always lands in the same folder."""
-    return cfg.paths.root() / "runs" / f"{recipe.name}-{run_hash(cfg, recipe)}"
+    """``<data_root>/runs/<stage>[-<variant>]-<hash>``: the same config always lands in the same folder."""
+    return identity.artifact_dir(run_config(cfg, recipe), recipe.name, sections=recipe.sections)
 
 
 def seed_everything(seed: int) -> None:
@@ -85,7 +93,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _read_done(run_dir: Path) -> dict[str, Any] | None:
-    p = run_dir / "DONE.json"
+    p = run_dir / DONE
     return json.loads(p.read_text()) if p.exists() else None
 
 
@@ -99,6 +107,7 @@ def train(
     cpu: bool | None = None,
 ) -> StageResult:
     """Train ``recipe`` under ``cfg`` to completion (or to a stop request); see the module docstring."""
+    cfg = run_config(cfg, recipe)
     tc = cfg.train
     acc = make_accelerator(tc.mixed_precision, cpu)
     rank, world, device = acc.process_index, acc.num_processes, acc.device
@@ -125,10 +134,13 @@ def train(
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)  # identical initial weights on every rank
     model = recipe.build_model(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate(cfg), weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tc.lr_decay)  # per epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate(cfg), weight_decay=recipe.weight_decay(cfg))
+    nb = recipe.num_train_batches(cfg, world)
+    if nb < 1:
+        raise PhysdiffError(f"stage {recipe.name}: no training batches for {world} rank(s); is the training split empty?")
+    scheduler, sched_every = recipe.build_scheduler(optimizer, cfg, nb)  # stepped per "epoch" or per "step"
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
-    model, optimizer = acc.prepare(model, optimizer)  # the scheduler stays ours: stepped once per epoch
+    model, optimizer = acc.prepare(model, optimizer)  # the scheduler stays ours: we step it
     raw = acc.unwrap_model(model)
     seed_everything(cfg.seed * 1000 + rank)  # per-rank streams (dropout, augmentation)
 
@@ -161,17 +173,17 @@ def train(
     tracker = Tracker(cfg, run_dir, recipe.name, rhash) if is_main else None
     mlflow_id = tracker.start() if tracker else None
     if tracker:
-        tracker.set_tags({"physdiff.world_size": world, "physdiff.resumed_from_step": chosen})
+        tracker.set_tags({"physdiff.world_size": world})
+        if chosen >= 0:
+            tracker.record_resume(chosen)
 
     own_flag = stop_flag is None
     flag = stop_flag or StopFlag().install()
-    nb = recipe.num_train_batches(cfg, world)
     n_epochs = recipe.num_epochs(cfg)
     eval_every = recipe.eval_every(cfg)
-    if nb < 1:
-        raise PhysdiffError(f"stage {recipe.name}: no training batches for {world} rank(s); is the training split empty?")
     accum = tc.grad_accum
-    clip_grads = tc.grad_clip > 0
+    clip_at = recipe.grad_clip(cfg)
+    clip_grads = clip_at > 0
     check_norm = tc.mixed_precision != "fp16"  # the fp16 scaler skips overflowing steps by itself
 
     bar = None
@@ -241,7 +253,7 @@ def train(
                 bad, stop_code = all_reduce_max([local_bad, float(want)], device)
                 grad_norm = float("nan")
                 if clip_grads:
-                    grad_norm = float(acc.clip_grad_norm_(model.parameters(), tc.grad_clip))
+                    grad_norm = float(acc.clip_grad_norm_(model.parameters(), clip_at))
                     if check_norm and not math.isfinite(grad_norm):
                         bad = 1.0
                 if bad:
@@ -253,6 +265,8 @@ def train(
                     )
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if sched_every == "step":
+                    scheduler.step()
                 if ema is not None:
                     ema.update(raw)
                 step += 1
@@ -285,7 +299,8 @@ def train(
                 break
 
             # ---- epoch end
-            scheduler.step()
+            if sched_every == "epoch":
+                scheduler.step()
             epoch, cursor = epoch + 1, 0
             if epoch % eval_every == 0 or epoch == n_epochs:
                 if is_main:
@@ -317,12 +332,17 @@ def train(
     if status == "finished":
         if is_main:
             export_model = _eval_model(raw, ema)
-            exports = recipe.export(export_model, cfg, run_dir)
+            export_model.eval()
+            out = ExportWriter(run_dir, recipe.name, run_hash=rhash, step=step, epoch=epoch)
+            out.weights(export_model.state_dict(), ema=str(ema is not None))
+            recipe.export(export_model, cfg, out)
+            exports = out.finish()
             done = {"stage": recipe.name, "run_hash": rhash, "step": step, "epoch": epoch, "metrics": metrics,
                     "mlflow_run_id": mlflow_id, "exports": exports, "world_size": world, "time": time.time()}
-            atomic_write_json(run_dir / "DONE.json", done, sort_keys=True)
+            write_done(run_dir, done)
             if tracker:
-                for name in ("DONE.json", "metrics.jsonl"):  # the essentials, not the whole run folder
+                tracker.log_artifact(run_dir / "export" / "manifest.json", "export")
+                for name in (DONE, "metrics.jsonl"):  # the essentials, not the whole run folder
                     tracker.log_artifact(run_dir / name)
                 tracker.finish("FINISHED")
         barrier()

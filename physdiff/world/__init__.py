@@ -1,9 +1,19 @@
 """The synthetic physics world: impact videos and sounds in the Greatest Hits layout, with ground truth.
 
-``generate_world(out_dir, world, seed)`` writes it; see docs/synthetic_world.md for the physics.
+``generate_world(out_dir, world)`` writes it; see docs/synthetic_world.md for the physics. The heavy
+parts (rendering, PyAV) load on first use, so reading the ``world`` config section stays cheap.
 """
 
-from physdiff.world.config import WorldConfig
-from physdiff.world.generate import default_world_dir, ensure_world, generate_world
+from typing import Any
 
-__all__ = ["WorldConfig", "generate_world", "ensure_world", "default_world_dir"]
+from physdiff.world.config import WorldConfig
+
+__all__ = ["WorldConfig", "generate_world", "ensure_world"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("generate_world", "ensure_world"):
+        from physdiff.world import generate
+
+        return getattr(generate, name)
+    raise AttributeError(f"module 'physdiff.world' has no attribute {name!r}")

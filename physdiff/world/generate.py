@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from physdiff.errors import PhysdiffError
+from physdiff.fileio import atomic_write_json
 from physdiff.world.config import WorldConfig
 from physdiff.world.media import write_mp4, write_wav
 from physdiff.world.recording import render_audio
@@ -178,37 +179,45 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = N
         "bytes": sum(r["bytes"] for r in results),
         "wall_seconds": round(time.perf_counter() - t0, 3),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_json(out_dir / "summary.json", summary, indent=1)  # last: it marks the world complete
     return summary
 
 
 def world_hash(cfg: Any) -> str:
     """Identity of a world: the ``world`` section (semantic fields, ``world.seed`` included) of a root Config."""
-    from physdiff.config import config_hash
+    from physdiff.identity import artifact_hash
 
-    return config_hash(cfg, sections=["world"])
+    return artifact_hash(cfg, "world")
 
 
-def default_world_dir(cfg: Any) -> Path:
-    """<data root>/world/<preset>-s<seed>-<world hash>: where the main job caches its world."""
-    return cfg.paths.root() / "world" / f"{cfg.preset}-s{cfg.world.seed}-{world_hash(cfg)}"
+def world_is_complete(cfg: Any, out_dir: str | Path) -> bool:
+    """``out_dir`` already holds exactly the world of ``cfg`` (written completely, same world identity)."""
+    out = Path(out_dir)
+    previous = out / "config.json"
+    if not (previous.is_file() and (out / "summary.json").is_file()):
+        return False
+    try:
+        return json.loads(previous.read_text()).get("world_hash") == world_hash(cfg)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 def ensure_world(cfg: Any, out_dir: str | Path | None = None, *, overwrite: bool = False,
                  progress: bool = True) -> tuple[Path, dict | None]:
     """Generate the world of a root Config unless ``out_dir`` already holds exactly it (cached).
 
+    ``out_dir`` defaults to the world's place in the data folder (:func:`physdiff.identity.world_dir`).
     Returns (folder, summary or None when cached). Writes the resolved config (plus ``world_hash``)
     as ``config.json``; a non-empty folder holding anything else is refused unless ``overwrite``.
     """
-    out = Path(out_dir) if out_dir is not None else default_world_dir(cfg)
-    ident = world_hash(cfg)
-    previous = out / "config.json"
-    if not overwrite and previous.is_file() and (out / "summary.json").is_file():
-        if json.loads(previous.read_text()).get("world_hash") == ident:
-            return out, None
+    from physdiff.fileio import atomic_write_json
+    from physdiff.identity import world_dir
+
+    out = Path(out_dir) if out_dir is not None else world_dir(cfg)
+    if not overwrite and world_is_complete(cfg, out):
+        return out, None
     summary = generate_world(out, cfg.world, overwrite=overwrite, progress=progress)
     resolved = cfg.to_dict()
-    resolved["world_hash"] = ident  # what the cache check compares: the world section + seed
-    (out / "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+    resolved["world_hash"] = world_hash(cfg)  # what the cache check compares: the world section
+    atomic_write_json(out / "config.json", resolved, sort_keys=True)
     return out, summary

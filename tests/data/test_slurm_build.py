@@ -13,10 +13,12 @@ from physdiff.data.build import build_shards
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
 def test_slurm_array_build_matches_local(slurm_cluster, gh_source: Path, gh_shards, debug_cfg, tmp_path: Path) -> None:
+    from physdiff.launch.slurm import array_executor
+
     local_out, local = gh_shards
     out = tmp_path / "slurm"
-    s = build_shards(gh_source, out, debug_cfg, strict=False,
-                     slurm={"partition": slurm_cluster["partition"], "timeout_min": 10, "cpus_per_task": 1})
+    params = {"slurm_partition": slurm_cluster["partition"], "timeout_min": 10, "cpus_per_task": 1}
+    s = build_shards(gh_source, out, debug_cfg, strict=False, slurm=array_executor(out / "_slurm", params))
     assert s["tasks"] == local["tasks"] > 1 and s["tasks_reused"] == 0
     assert (s["written"], s["skipped"], s["annotated"]) == (local["written"], local["skipped"], local["annotated"])
     for split in ("train", "test"):
@@ -25,5 +27,5 @@ def test_slurm_array_build_matches_local(slurm_cluster, gh_source: Path, gh_shar
         # same content, byte for byte: the shards do not depend on where a task ran
         assert [(x["name"], x["count"], x["sha256"]) for x in a["shards"]] == [(x["name"], x["count"], x["sha256"]) for x in b["shards"]]
     assert any((out / "_slurm").rglob("*_log.out"))
-    again = build_shards(gh_source, out, debug_cfg, slurm={"partition": slurm_cluster["partition"], "timeout_min": 10, "cpus_per_task": 1})
+    again = build_shards(gh_source, out, debug_cfg, slurm=array_executor(out / "_slurm", params))
     assert again["tasks_reused"] == again["tasks"]  # resume: nothing resubmitted

@@ -5,8 +5,8 @@ import math
 
 import torch
 
-from physdiff.eval.config import EvalConfig
-from physdiff.eval.spec_augment import SpecAugmentSettings, augment_spectrogram, settings_from_eval
+from physdiff.eval.config import ClassifierConfig
+from physdiff.eval.spec_augment import SpecAugmentSettings, augment_spectrogram, settings_from_config
 
 
 def _spec(b: int = 6, f: int = 257, n: int = 32) -> torch.Tensor:
@@ -17,8 +17,8 @@ def _spec(b: int = 6, f: int = 257, n: int = 32) -> torch.Tensor:
 def test_disabled_is_identity():
     x = _spec()
     assert augment_spectrogram(x, SpecAugmentSettings()) is x
-    off = EvalConfig(classifier_aug_gain_db=0, classifier_aug_shift=0, classifier_aug_freq_mask=0, classifier_aug_time_mask=0)
-    assert not settings_from_eval(off, type("A", (), {"spec_min": -18.4, "spec_max": 5.95})).enabled
+    off = ClassifierConfig(aug_gain_db=0, aug_shift=0, aug_freq_mask=0, aug_time_mask=0)
+    assert not settings_from_config(off, type("A", (), {"spec_min": -18.4, "spec_max": 5.95})).enabled
 
 
 def test_shape_kept_and_reproducible():
@@ -42,7 +42,7 @@ def test_gain_is_a_constant_offset_per_clip():
 
 def test_gain_in_db_converts_to_normalised_units():
     audio = type("A", (), {"spec_min": -18.420681, "spec_max": 5.9540715})
-    s = settings_from_eval(EvalConfig(classifier_aug_gain_db=20.0), audio)
+    s = settings_from_config(ClassifierConfig(aug_gain_db=20.0), audio)
     assert math.isclose(s.gain, math.log(10.0) * 2.0 / (5.9540715 + 18.420681), rel_tol=1e-9)  # 20 dB = ln 10 nats
 
 

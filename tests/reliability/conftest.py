@@ -33,7 +33,7 @@ DIFF_FAST = ["train.progress=false", "loader.num_workers=0", "train.log_every=1"
 def diff_env(debug_data: dict) -> dict:
     """``{"root", "shards", "overrides"}``: overrides that point the diffusion stage at real upstream exports."""
     from physdiff.config import resolve_config
-    from physdiff.training.run import train_stage
+    from physdiff.stages import train_stage
 
     root = Path(debug_data["root"])
     prior_cfg = resolve_config("debug", [*debug_data["overrides"], "tracking.enabled=false", "train.progress=false",

@@ -1,6 +1,6 @@
 """kill -9 of the diffusion stage while it writes a checkpoint: resume from the previous complete one.
 
-The training process (``python -m physdiff.training.run --stage diffusion``) checkpoints every step;
+The training process (``python -m physdiff.launch.worker --stage diffusion``) checkpoints every step;
 the test watches the checkpoint folder and sends SIGKILL the moment a write is in progress (a
 ``.step_*.<token>.tmp`` folder exists next to a complete ``step_*``). What the kill leaves is checked: the
 partial folder is there and is not a complete checkpoint. The relaunch must sweep it, resume from the
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
 def _cmd(diff_env: dict, data: Path) -> list[str]:
-    return [sys.executable, "-m", "physdiff.training.run", "--stage", "diffusion", "--preset", "debug", "--cpu",
+    return [sys.executable, "-m", "physdiff.launch.worker", "--stage", "diffusion", "--preset", "debug", "--cpu",
             f"paths.data_root={data}", *diff_env["overrides"], f"train.shards={diff_env['shards']}",
             "tracking.enabled=false", "train.epochs=1", "train.batches_per_epoch=5", "train.checkpoint_every=1",
             "diffusion.width=32"]

@@ -49,7 +49,7 @@ def _leftover_ranks(data: Path) -> list[str]:
                 state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if str(data) in cmd and "physdiff.training.run" in cmd and state != "Z":
+            if str(data) in cmd and "physdiff.launch.worker" in cmd and state != "Z":
                 alive.append(f"{p.name}: {cmd[:200]}")
     return alive
 

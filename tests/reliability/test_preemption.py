@@ -11,7 +11,6 @@ without interruption by ``launch.py --local`` in another data folder (same run h
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -24,11 +23,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.timeout(900)]
 
 
 def _launch_module():
-    spec = importlib.util.spec_from_file_location("physdiff_launch", REPO / "cluster" / "launch.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["physdiff_launch"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    import physdiff.launch
+
+    return physdiff.launch
 
 
 def test_diffusion_preempted_twice_on_slurm_resumes_to_identical_weights(

@@ -211,12 +211,10 @@ def test_shard_member_names_are_validated(debug_data: dict, tmp_path: Path, evil
 
 
 def test_mlflow_server_defaults_to_localhost() -> None:
-    import importlib.util
     import inspect
 
-    spec = importlib.util.spec_from_file_location("physdiff_mlflow_server", REPO / "cluster" / "mlflow_server.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from physdiff.launch import mlflow_server as mod
+
     assert inspect.signature(mod.start_server).parameters["host"].default == "127.0.0.1"
     help_text = subprocess.run([sys.executable, "cluster/mlflow_server.py", "--help"], cwd=REPO, capture_output=True,
                                text=True, timeout=60).stdout
@@ -225,8 +223,7 @@ def test_mlflow_server_defaults_to_localhost() -> None:
 
 RAY_PROBE = """
 import sys, time
-sys.path.insert(0, "sweeps")
-import _tune_common as tc
+from physdiff.sweeps import tune as tc
 tc.init_ray(num_cpus=1)
 import ray
 print("GCS", ray.get_runtime_context().gcs_address, flush=True)

@@ -33,7 +33,7 @@ FAST = ["tracking.enabled=false", "train.progress=false", "loader.num_workers=0"
 @pytest.fixture(scope="module")
 def diff_data(debug_data: dict) -> dict:
     """Overrides pointing the diffusion stage at a briefly trained prior run and the stand-in video export."""
-    from physdiff.training.run import train_stage
+    from physdiff.stages import train_stage
 
     root = Path(debug_data["root"])
     prior_cfg = resolve_config("debug", [*debug_data["overrides"], *FAST, "train.epochs=1", "train.batches_per_epoch=2"])
@@ -145,8 +145,9 @@ def _launch(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
 @pytest.mark.timeout(300)
 def test_launcher_cpu_two_processes_with_eval_media_and_export(diff_data: dict) -> None:
     from physdiff.data.sidetable import read_side_table
-    from physdiff.stages.diffusion import (assemble_condition, condition_inputs, load_diffusion, physics_latents,
-                                           sample_spectrograms)
+    from physdiff.inference.conditioning import assemble_condition, condition_inputs, physics_latents
+    from physdiff.inference.load import load_diffusion
+    from physdiff.inference.sampling import sample_spectrograms
 
     over = [*diff_data["overrides"], "train.epochs=2", "train.batches_per_epoch=2", "loader.batch_size=2"]
     p = _launch(["--stage", "diffusion", "--cpu", "--procs", "2", "--preset", "debug", *over])
@@ -176,14 +177,14 @@ def test_launcher_cpu_two_processes_with_eval_media_and_export(diff_data: dict) 
         inp = condition_inputs(batch, "cpu")
         c = assemble_condition(loaded, inp["nu"], mu)
         assert torch.allclose(c, loaded.model.conditioner.encode(inp), atol=1e-6)
-        x = [sample_spectrograms(loaded, c[:1], generator=torch.Generator().manual_seed(3), sampler="ddim", steps=3)
-             for _ in range(2)]
+        x = [sample_spectrograms(loaded, c[:1], cfg.sampling, generator=torch.Generator().manual_seed(3), sampler="ddim",
+                                 steps=3) for _ in range(2)]
     assert x[0].shape == (1, 1, cfg.audio.num_bins, cfg.audio.num_frames) and torch.equal(x[0], x[1])
 
 
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(diff_data: dict) -> None:
     from physdiff.stages import stage_run_dir
-    from physdiff.training.run import train_stage
+    from physdiff.stages import train_stage
 
     cfg = resolve_config("debug", [*diff_data["overrides"], "train.epochs=2", "train.batches_per_epoch=2",
                                    "train.checkpoint_every=1", "diffusion.eval_sample_steps=2"])

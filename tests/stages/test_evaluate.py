@@ -1,4 +1,5 @@
-"""The evaluate stage: the classifier is trained once and reused; the report holds every row and metric."""
+"""The evaluate stage: it only reads finished runs (the classifier stage's, the variants', their indexes), the
+report holds every row and metric, and a missing run is one error naming it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.stages.trained_runs import VARIANTS, config, train_upstream
 
 @pytest.fixture(scope="module")
 def runs(debug_data: dict) -> dict:
-    return train_upstream(debug_data, VARIANTS)
+    return train_upstream(debug_data, VARIANTS, classifier=True)
 
 
 @pytest.mark.timeout(600)
@@ -23,7 +24,7 @@ def test_report_has_every_row_and_metric_and_is_logged(debug_data: dict, runs: d
 
     from physdiff.eval.metrics import METRIC_NAMES
     from physdiff.eval.report import read_report, read_table_csv
-    from physdiff.stages.evaluate import classifier_dir, run_evaluate
+    from physdiff.stages.evaluate import run_evaluate
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = config(debug_data, ["tracking.enabled=true", f"tracking.tracking_uri={uri}"])
@@ -42,7 +43,7 @@ def test_report_has_every_row_and_metric_and_is_logged(debug_data: dict, runs: d
     rows3 = [(r["method"], r["sampler"], r["steps"]) for r in rep.table3]
     assert rows3 == [("nn_retrieval", "retrieval", None), ("ours", "ddim", 2), ("ours", "ddpm", 10)]
     assert all(r["seconds_per_clip"] > 0 for r in rep.table3)
-    # Table 1's "ours" row is the DDIM-2 sample (eval.sampler=ddim, sample_steps=2): the same numbers.
+    # Table 1's "ours" row is the DDIM-2 sample (sampling.sampler=ddim, steps=2): the same numbers.
     ours1 = next(r for r in rep.table1 if r["variant"] == "ours")
     assert ours1["fid"] == rep.table3[1]["fid"]
     nn1 = next(r for r in rep.table1 if r["variant"] == "nn_retrieval")
@@ -50,56 +51,84 @@ def test_report_has_every_row_and_metric_and_is_logged(debug_data: dict, runs: d
     assert len(read_table_csv(tmp_path / "eval" / "table1.csv")) == len(rep.table1)
     md = (tmp_path / "eval" / "report.md").read_text()
     assert all(v in md for v in cfg.eval.variants) and "Table 3" in md
-    # The classifier was saved where the next evaluation finds it.
-    cdir = classifier_dir(cfg)
-    assert (cdir / "classifier.safetensors").is_file() and json.loads((cdir / "classifier.json").read_text())["train_clips"] > 0
-    # MLflow: an evaluate run holding every finite cell and the report files.
+    # It read the classifier stage's run (trained by the engine, weights exported), and trained nothing itself.
+    assert done["meta"]["classifier_run"] == runs["classifier"].name and done["meta"]["classifier_train_clips"] > 0
+    assert done["meta"]["runs"]["diffusion-ours"] == runs["diffusion"]["ours"].name
+    # MLflow: an evaluate run holding every finite cell and the report files, tagged with the runs it scored.
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(done["mlflow_run_id"])
     assert run.data.tags["physdiff.stage"] == "evaluate"
+    assert run.data.tags["physdiff.scored.classifier"] == runs["classifier"].name
+    assert run.data.tags["physdiff.scored.index-ours"] == runs["index"]["ours"].name
     assert run.data.metrics["eval/table1/ours/fid"] == pytest.approx(ours1["fid"])
     arts = {a.path for a in client.list_artifacts(done["mlflow_run_id"], "eval")}
     assert {"eval/report.md", "eval/report.json", "eval/table1.csv", "eval/table3.csv"} <= arts
 
 
 def test_classifier_is_reused_and_nn_retrieval_returns_training_audio(debug_data: dict, runs: dict) -> None:
+    from physdiff.artifacts import read_export
+    from physdiff.inference.load import load_classifier
     from physdiff.physics import spectrogram_target
-    from physdiff.stages.evaluate import classifier_dir, load_split, nn_retrieval, train_classifier
+    from physdiff.stages import train_stage
+    from physdiff.stages.evaluate import load_split, nn_retrieval
 
     cfg = config(debug_data)
-    path = classifier_dir(cfg) / "classifier.safetensors"
-    m1, info1 = train_classifier(cfg, torch.device("cpu"), progress=False)  # trained (or found) once ...
-    stamp = path.stat().st_mtime_ns
-    m2, info2 = train_classifier(cfg, torch.device("cpu"), progress=False)  # ... then reused
-    assert info1 == info2 and path.stat().st_mtime_ns == stamp
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
-        assert torch.equal(a, b)
+    weights = read_export(runs["classifier"], "classifier").file("model")
+    stamp = weights.stat().st_mtime_ns
+    again = train_stage(cfg, "classifier", cpu=True)  # the same config: the finished run is reused, not retrained
+    assert again.status == "skipped" and again.run_dir == runs["classifier"] and weights.stat().st_mtime_ns == stamp
+    m1, info = load_classifier(runs["classifier"])
+    assert info["train_clips"] > 0 and info["backbone"] == cfg.classifier.backbone
     # The baseline's answer for a *training* clip is that clip itself (its nu is in the index).
     train = load_split(cfg, "train")
     gen = nn_retrieval(cfg, train)
     assert torch.allclose(gen.specs, spectrogram_target(train.audio, cfg.audio), atol=1e-6)
 
 
+def test_evaluate_names_every_missing_run_and_trains_nothing(debug_data: dict, runs: dict, tmp_path: Path) -> None:
+    from physdiff.errors import DataError
+    from physdiff.stages.evaluate import run_evaluate
+
+    cfg = config(debug_data, ["diffusion.width=16"])  # no diffusion run of any variant exists for this width
+    runs_dir = Path(debug_data["root"]) / "runs"
+    before = sorted(p.name for p in runs_dir.iterdir())
+    with pytest.raises(DataError) as e:
+        run_evaluate(cfg, out=tmp_path / "eval", progress=False)
+    msg = str(e.value)
+    assert "diffusion-ours" in msg and "index-ours" in msg and "diffusion-video_spec" in msg and "\n" not in msg
+    assert "classifier (" not in msg  # the classifier run exists
+    assert sorted(p.name for p in runs_dir.iterdir()) == before and not (tmp_path / "eval").exists()  # nothing trained
+
+
 @pytest.mark.timeout(600)
 def test_classifier_on_an_independent_world_shares_no_recording_with_the_test_split(debug_data: dict) -> None:
-    """eval.classifier_world_videos > 0: the metric classifier trains on its own generated world (another
-    seed), built once, whose videos and clips are disjoint from the evaluated data's."""
+    """classifier.world_videos > 0: the metric classifier trains on its own generated world (another world.seed),
+    made by its own pipeline steps, whose videos and clips are disjoint from the evaluated data's."""
+    from physdiff import identity
     from physdiff.data.reader import make_loader
-    from physdiff.stages import shards_dir
-    from physdiff.stages.evaluate import classifier_shards, train_classifier
+    from physdiff.launch.pipeline import pipeline_steps
+    from physdiff.stages import run_function_stage, train_stage
 
-    cfg = config(debug_data, ["eval.classifier_world_videos=3", "eval.classifier_world_seed=77"])
-    root = classifier_shards(cfg, progress=False)
-    assert root != shards_dir(cfg) and (root / "summary.json").is_file()
+    cfg = config(debug_data, ["classifier.world_videos=3", "classifier.world_seed=77"])
+    steps = {s.name: s for s in pipeline_steps(cfg)}
+    assert steps["classifier"].after == ("classifier-shards",) and steps["classifier-shards"].after == ("classifier-world",)
+    for name in ("classifier-world", "classifier-shards"):
+        run_function_stage(steps[name].stage, steps[name].config(cfg))
+    root = identity.shards_dir(identity.config_for(cfg, "classifier"))
+    assert root != identity.shards_dir(cfg) and (root / "summary.json").is_file()
     summary = json.loads((root / "summary.json").read_text())
     assert summary["splits"]["train"]["written"] > 0
 
     def keys(shards: Path, split: str) -> set[str]:
         return {k for b in make_loader(shards, split, batch_size=8, mode="eval") for k in b["key"]}
 
-    own = keys(shards_dir(cfg), "train") | keys(shards_dir(cfg), "test")
+    own = keys(identity.shards_dir(cfg), "train") | keys(identity.shards_dir(cfg), "test")
     assert keys(root, "train") and not keys(root, "train") & own  # other videos: no shared clip key
-    _, info = train_classifier(cfg, torch.device("cpu"), progress=False)
-    assert info["shards"] == str(root) and info["train_clips"] == summary["splits"]["train"]["written"]
+    r = train_stage(cfg, "classifier", cpu=True)
+    from physdiff.artifacts import read_export
+
+    man = read_export(r.run_dir, "classifier").manifest
+    assert man["shards"] == str(root) and man["train_clips"] == summary["splits"]["train"]["written"]
     stamp = (root / "summary.json").stat().st_mtime_ns
-    assert classifier_shards(cfg, progress=False) == root and (root / "summary.json").stat().st_mtime_ns == stamp
+    run_function_stage("shards", steps["classifier-shards"].config(cfg))  # complete: nothing rebuilt
+    assert (root / "summary.json").stat().st_mtime_ns == stamp

@@ -26,7 +26,7 @@ def runs(debug_data: dict) -> dict:
 
 def _world_video(debug_data: dict) -> tuple[Path, list[float]]:
     """A generated-world video with its annotated onsets (every line of its times file)."""
-    from physdiff.stages.generate import read_onsets
+    from physdiff.inference.media import read_onsets
 
     world = Path(debug_data["world"])
     times = sorted(world.glob("*_times.txt"))[0]
@@ -48,13 +48,17 @@ def _decode_audio(path: Path) -> tuple[np.ndarray, int, int]:
 
 def test_generate_writes_clips_soundtrack_and_mp4_with_audio_at_the_onsets(debug_data: dict, runs: dict,
                                                                            tmp_path: Path) -> None:
+    import dataclasses
+
     from physdiff.data.media import video_fps
-    from physdiff.stages.generate import SampleOptions, Synthesizer, generate_video
+    from physdiff.inference.generate import generate_video
+    from physdiff.inference.synthesizer import Synthesizer
 
     cfg = config(debug_data)
     video, onsets = _world_video(debug_data)
     synth = Synthesizer.from_run(runs["diffusion"]["ours"])
-    s = generate_video(synth, video, onsets, tmp_path, SampleOptions(steps=2, batch_size=3), progress=False)
+    opts = dataclasses.replace(cfg.sampling, sampler="ddim", steps=2, eta=0.0, batch_size=3)
+    s = generate_video(synth, video, onsets, tmp_path, opts, progress=False)
     sr = cfg.audio.sample_rate
     # One WAV per event at the configured rate and clip length, each clip retrieved from a training clip.
     assert len(s["clips"]) == len(onsets)
@@ -115,7 +119,7 @@ def _write_video(path: Path, frames: int, size: int = 32) -> None:
 
 def test_bad_videos_and_onsets_give_clear_errors(tmp_path: Path) -> None:
     from physdiff.errors import DataError
-    from physdiff.stages.generate import clip_frames, parse_onsets
+    from physdiff.inference.media import clip_frames, parse_onsets
 
     short, ok, junk = tmp_path / "short.mp4", tmp_path / "ok.mp4", tmp_path / "junk.mp4"
     _write_video(short, 12)
@@ -159,13 +163,11 @@ def test_generate_stage_renders_every_test_video(debug_data: dict, runs: dict) -
 
 
 def test_edit_command_changes_the_sound_both_ways(debug_data: dict, runs: dict, tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "cluster"))
-    import edit
-
+    from physdiff.artifacts import read_export
+    from physdiff.cli import edit
     from physdiff.data.sidetable import read_side_table
-    from physdiff.stages.video import export_paths
 
-    key = read_side_table(export_paths(runs["video"])["train"]).keys[0]
+    key = read_side_table(read_export(runs["video"], "video").table("train")).keys[0]
     assert edit.main(["--clip", key, "--edit", "mute_hz=2000,8000", "--edit", "decay_scale=0.5", "--steps", "2",
                       "--out", str(tmp_path), "--preset", "debug", *overrides(debug_data)]) == 0
     rec = json.loads((tmp_path / "edit.json").read_text())

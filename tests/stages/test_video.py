@@ -50,8 +50,8 @@ def test_cpu_two_process_ddp_trains_and_exports_every_clip(debug_data: dict) -> 
     from physdiff.data.reader import make_loader
     from physdiff.data.sidetable import read_side_table
     from physdiff.models.video import video_feature_dim
+    from physdiff.artifacts import read_export
     from physdiff.stages import get_recipe
-    from physdiff.stages.video import export_paths
 
     # label_smoothing makes this run's hash its own: other stage tests train a 1-epoch debug video run
     # on the same data root, and launching a finished config only reports it.
@@ -70,7 +70,7 @@ def test_cpu_two_process_ddp_trains_and_exports_every_clip(debug_data: dict) -> 
     # Export: every clip of every split exactly once, nu of the encoder's width, 17 logits.
     cfg = resolve_config("debug", over)
     dim = video_feature_dim(cfg.video)
-    paths = export_paths(run_dir)
+    paths = read_export(run_dir, "video").splits
     assert set(paths) == {"train", "test"}
     man = json.loads((run_dir / "export" / "manifest.json").read_text())
     assert man["feature_dim"] == dim and man["num_classes"] == 17
@@ -90,7 +90,7 @@ def test_cpu_two_process_ddp_trains_and_exports_every_clip(debug_data: dict) -> 
     model = recipe.build_model(cfg)
     model.load_state_dict(ck.load_state(ck.latest_checkpoint(run_dir / "checkpoints").path)["model"])
     model.eval()
-    for keys, nu, logits, _labels in recipe.predict(model, cfg, "test"):
+    for keys, nu, logits, _labels, _frames in recipe.predict(model, cfg, "test"):
         rows = tables["test"].rows(keys)
         for name, got in (("nu", nu), ("logits", logits)):
             want = torch.from_numpy(tables["test"].arrays[name][rows])
@@ -109,7 +109,7 @@ def test_stopped_run_resumes_where_it_stopped(debug_data: dict) -> None:
     (More epochs would be another run: ``train.epochs`` is part of the run's identity hash.)
     """
     from physdiff.config import resolve_config
-    from physdiff.training.run import train_stage
+    from physdiff.stages import train_stage
 
     cfg = resolve_config("debug", [*debug_data["overrides"], *FAST, "train.batches_per_epoch=3", "train.epochs=2"])
     first = train_stage(cfg, "video", stop_fn=lambda: True, cpu=True)

@@ -15,7 +15,7 @@ from physdiff.config import resolve_config
 
 FAST = ["tracking.enabled=false", "train.progress=false", "loader.num_workers=0", "train.epochs=1",
         "train.batches_per_epoch=2", "diffusion.timesteps=10", "diffusion.eval_sample_steps=2",
-        "eval.generate_steps=2", "eval.sample_steps=2", "eval.ddim_steps=[2]", "eval.kid_subsets=5"]
+        "sampling.steps=2", "eval.ddim_steps=[2]", "eval.kid_subsets=5"]
 VARIANTS = ("ours", "video", "video_label", "video_spec")
 
 
@@ -27,18 +27,24 @@ def config(debug_data: dict, extra: list[str] = ()) -> Any:
     return resolve_config("debug", [*overrides(debug_data), *extra])
 
 
-def train_upstream(debug_data: dict, variants: tuple[str, ...] = ("ours",)) -> dict[str, Path]:
-    """{"prior": run, "video": run, "diffusion": {variant: run}} of finished runs (trained now when missing)."""
-    from physdiff.training.run import train_stage
+def train_upstream(debug_data: dict, variants: tuple[str, ...] = ("ours",), classifier: bool = False) -> dict[str, Path]:
+    """{"prior": run, "video": run, "diffusion": {variant: run}, "index": {variant: run}} of finished runs (made now
+    when missing), and the metric classifier's run when ``classifier``: what generate and evaluate read."""
+    from physdiff.inference.conditioning import LATENT_NAME
+    from physdiff.stages import train_stage
+    from physdiff.stages.index import run_index
 
     cfg = config(debug_data)
-    runs: dict = {"diffusion": {}}
-    for stage in ("prior", "video"):
+    runs: dict = {"diffusion": {}, "index": {}}
+    for stage in ("prior", "video", *(("classifier",) if classifier else ())):
         r = train_stage(cfg, stage, cpu=True)
         assert r.status in ("finished", "skipped"), (stage, r.status)
         runs[stage] = r.run_dir
     for v in variants:
-        r = train_stage(config(debug_data, [f"diffusion.variant={v}"]), "diffusion", cpu=True)
+        vcfg = config(debug_data, [f"diffusion.variant={v}"])
+        r = train_stage(vcfg, "diffusion", cpu=True)
         assert r.status in ("finished", "skipped"), (v, r.status)
         runs["diffusion"][v] = r.run_dir
+        if LATENT_NAME[v] is not None:
+            runs["index"][v] = Path(run_index(vcfg)["path"])
     return runs

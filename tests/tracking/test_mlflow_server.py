@@ -75,9 +75,8 @@ def test_server_start_log_through_proxy_stop(tmp_path: Path) -> None:
 
 
 def test_parent_run_survives_a_dead_server(tmp_path: Path) -> None:
-    """The sweep's own MLflow calls (sweeps/_tune_common.ParentRun) warn once and carry on."""
-    sys.path.insert(0, str(REPO / "sweeps"))
-    import _tune_common as tc
+    """The sweep's own MLflow calls (physdiff.sweeps.tune.ParentRun) warn once and carry on."""
+    from physdiff.sweeps import tune as tc
 
     import socket
 

@@ -64,7 +64,7 @@ def test_cpu_two_process_ddp_prior_stage(prior_data: Path) -> None:
 def test_kill_during_checkpoint_write_resumes_previous(prior_data: Path, tmp_path: Path) -> None:
     """kill -9 while a checkpoint folder is being written: the previous complete one is resumed."""
     from physdiff.config import resolve_config
-    from physdiff.training.run import train_stage
+    from physdiff.stages import train_stage
 
     # A wide model makes each write take long enough to be caught in the middle.
     over = [f"paths.data_root={prior_data}", *PRIOR_FAST, "train.checkpoint_every=1", "train.epochs=3",
@@ -73,7 +73,7 @@ def test_kill_during_checkpoint_write_resumes_previous(prior_data: Path, tmp_pat
     from physdiff.stages import stage_run_dir
 
     ckdir = stage_run_dir(cfg, "prior") / "checkpoints"
-    cmd = [sys.executable, "-m", "physdiff.training.run", "--stage", "prior", "--preset", "debug", "--cpu", *over]
+    cmd = [sys.executable, "-m", "physdiff.launch.worker", "--stage", "prior", "--preset", "debug", "--cpu", *over]
     proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed_during_write = False

@@ -7,7 +7,6 @@ folder (``train.shards``, non-semantic), so both have the same run hash but sepa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -26,11 +25,9 @@ pytestmark = [pytest.mark.slurm]
 
 
 def _launch_module():
-    spec = importlib.util.spec_from_file_location("physdiff_launch", REPO / "cluster" / "launch.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["physdiff_launch"] = mod  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(mod)
-    return mod
+    import physdiff.launch
+
+    return physdiff.launch
 
 
 def _max_step(run_dir: Path) -> int:
@@ -105,6 +102,7 @@ def test_slurm_preempted_twice_resumes_to_same_weights_and_one_mlflow_run(
     assert run.info.status == "FINISHED"
     assert run.data.params["prior.residual_dims"] == "100" and run.data.params["train.epochs"] == "3"
     assert run.data.tags["physdiff.run_hash"] == run_dir.name.split("-", 1)[1]
+    assert run.data.tags["physdiff.resumes"] == "2"  # requeued twice: two resumes from a checkpoint
     hist = client.get_metric_history(run.info.run_id, "train/loss")
     assert {m.step for m in hist} == set(range(1, 19))
     assert "val/mrstft_modal" in run.data.metrics and "val/mrstft_full" in run.data.metrics

@@ -10,7 +10,7 @@ holds what every study needs and nothing study-specific:
   trainer's tracker, it never stops a sweep: a tracking failure warns once and is then skipped.
 * :func:`write_table` — the results as CSV and Markdown.
 
-``sweeps/`` may import ``physdiff``; ``physdiff`` never imports ``sweeps``.
+Study modules live beside this one (``physdiff/sweeps/<study>.py``); the engine and the stages never import them.
 """
 
 from __future__ import annotations

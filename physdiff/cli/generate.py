@@ -1,0 +1,82 @@
+"""``physdiff generate``: impact sounds for one silent video: frames -> nu -> retrieved mu -> diffusion -> WAVs + MP4.
+
+    physdiff generate --video clip.mp4 --onsets 0.5,1.2 --out out/
+    physdiff generate --video clip.mp4 --times clip_times.txt --out out/
+    physdiff generate --video clip.mp4 --onsets 0.8 --sampler ddim --steps 25 --guidance 2.0 --eta 0.0 \\
+        --run-from data/runs/diffusion-ours-0123456789 --out out/                  # a given run, from any folder
+    physdiff generate --video clip.mp4 --onsets 0.8 --data-root /shared/physdiff --preset tiny --out out/
+
+(``python cluster/generate.py ...`` is the same command.) The trained run: ``--run-from`` (a diffusion run
+folder, or a data folder), else the run of ``--preset`` / overrides in ``--data-root``, else the one finished
+diffusion run there (physdiff.cli.runs). Sampling: the run's ``sampling`` section (its preset's), with
+``--sampler``, ``--steps`` (0 = all T), ``--eta`` (the sigma temperature of eq. 9), ``--guidance``,
+``--seed`` replacing single fields. Writes per clip a WAV at ``audio.sample_rate``, the full
+``soundtrack.wav``, ``<video>_generated.mp4`` (video stream copied + AAC soundtrack), ``comparison.png``
+(vs ``--truth`` or a sibling ``.wav`` when present) and ``generation.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def build_parser() -> Any:
+    from physdiff.cli.common import add_config_args, add_data_args, parser
+
+    ap = parser("physdiff generate", __doc__)
+    ap.add_argument("--video", required=True, help="the (silent) video file")
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--times", help="onsets file: 'time material action reaction' lines or one time (s) per line")
+    g.add_argument("--onsets", help="onset times in seconds, comma-separated, e.g. 0.5,1.2")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--run-from", default=None, metavar="DIR", help="a diffusion run folder, or a data folder")
+    ap.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="sampling.sampler (default: the run's)")
+    ap.add_argument("--steps", type=int, default=None, help="sampling.steps (0 = all T steps)")
+    ap.add_argument("--eta", "--sigma", dest="eta", type=float, default=None,
+                    help="sampling.eta: sigma_t = eta * sqrt(posterior variance), eq. 9 (with --sampler: ddim 0, ddpm 1)")
+    ap.add_argument("--guidance", type=float, default=None, help="sampling.guidance_scale: classifier-free guidance (1 = none)")
+    ap.add_argument("--seed", type=int, default=None, help="the sampling noise seed (sampling.seed)")
+    ap.add_argument("--batch-size", type=int, default=None, help="clips per sampler call (sampling.batch_size)")
+    ap.add_argument("--truth", default=None, help="the recording, for the comparison figure (default: sibling .wav)")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_data_args(ap, tracking=False)
+    add_config_args(ap, default_preset=None)
+    return ap
+
+
+def sampling_from_args(args: Any, base: Any) -> Any:
+    """The run's ``sampling`` section with the flags and ``sampling.*`` overrides applied."""
+    from physdiff.inference.sampling import resolve_options
+
+    opts = base.copy([o for o in args.overrides if o.startswith("sampling.")]).sampling
+    eta = args.eta
+    if eta is None and args.sampler is not None:
+        eta = 1.0 if args.sampler == "ddpm" else 0.0
+    return resolve_options(opts, sampler=args.sampler, steps=args.steps, eta=eta, guidance_scale=args.guidance,
+                           seed=args.seed, batch_size=args.batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from physdiff.cli.runs import resolve_diffusion_run
+    from physdiff.data.media import video_fps
+    from physdiff.inference.generate import generate_video
+    from physdiff.inference.media import parse_onsets, read_onsets
+    from physdiff.inference.synthesizer import Synthesizer
+
+    args = build_parser().parse_args(argv)
+    onsets = read_onsets(args.times) if args.times else parse_onsets(args.onsets)
+    video_fps(args.video)  # fail fast (one line naming the file) on a missing or unreadable video, before loading models
+    run = resolve_diffusion_run(args)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    synth = Synthesizer.from_run(run, device)
+    opts = sampling_from_args(args, synth.cfg)
+    print(f"{len(onsets)} onsets; {synth.variant} model {run} (preset {synth.cfg.preset}); "
+          f"{opts.describe(synth.num_timesteps)}", flush=True)
+    s = generate_video(synth, args.video, onsets, args.out, opts, truth_wav=args.truth, progress=not args.no_progress)
+    out = Path(args.out)
+    print(f"wrote {len(s['clips'])} clips, {out / s['soundtrack']}, {out / s['mp4']}, {out / s['figure']}")
+    return 0
