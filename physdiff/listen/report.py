@@ -13,10 +13,12 @@ For each block (``main``: every method; ``ablation``: video / video + label / ou
   few distinct resamples and is rough: the report says so below 10 participants.
 
 Agreement between participants, per block and question, is **Krippendorff's alpha** (nominal) over
-units = (item), ratings = the methods the participants picked: it allows a different number of
-participants per item (drop-outs), and 0 means chance-level agreement given how often each method was
-picked overall. Its two parts are printed: the observed share of agreeing pairs and the share expected
-by chance. Fleiss' kappa is printed as well when every item has the same number of raters.
+units = items, ratings = the methods the participants picked: it allows a different number of
+participants per item (drop-outs), and 0 means agreement no higher than the pooled choices predict.
+Its parts are printed: the observed share of agreeing pairs, against uniform chance 1 / K and against
+the chance the pooled choices give. A shared overall preference (everyone tends to pick ours) shows as
+agreeing pairs above 1 / K; alpha above 0 says participants also agree item by item beyond it.
+Fleiss' kappa is printed as well when every item has the same number of raters.
 
 Also printed: choices by shown position (A, B, ...), whose departure from 1 / K measures position bias
 the randomisation is there to cancel; and how many answers were given without every track played.
@@ -87,7 +89,7 @@ def study_report(study: Study, store: AnswerStore, *, n_boot: int = 2000, seed: 
                 "question": q, "text": QUESTIONS[q], "answers": n, "participants": len(p_index),
                 "chance": 1 / len(b.methods), "methods": methods,
                 "agreement": {"krippendorff_alpha": _num(agr.alpha), "observed": _num(agr.observed),
-                              "expected": _num(agr.expected), "units": agr.units, "ratings": agr.ratings,
+                              "expected": _num(agr.expected), "uniform": 1 / len(b.methods), "units": agr.units, "ratings": agr.ratings,
                               "raters_per_unit": raters, "fleiss_kappa": _num(kappa)},
                 "by_position": {chr(ord("A") + i): c for i, c in enumerate(position)},
                 "answers_without_every_track_played": not_played,
@@ -168,18 +170,20 @@ def format_report(rep: dict[str, Any]) -> str:
     if abl.get("block") is None:
         out += [f"Perceptual ablation: not asked ({abl.get('reason', 'no ablation runs')}).", ""]
     out += ["## Agreement between participants", "",
-            "| block | question | items | raters per item | observed agreement | chance agreement | "
-            "Krippendorff's α | Fleiss' κ |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| block | question | items | raters per item | agreeing pairs | chance: uniform | chance: pooled choices | "
+            "Krippendorff's α | Fleiss' κ |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for block in rep["blocks"]:
         for q in block["questions"]:
             a = q["agreement"]
             raters = "–".join(str(r) for r in (a["raters_per_unit"][:1] + a["raters_per_unit"][-1:])
                               ) if len(a["raters_per_unit"]) > 1 else str((a["raters_per_unit"] or ["—"])[0])
             out.append(f"| {block['block']} | {q['question']} | {a['units']} | {raters} | {_pct(a['observed'])} | "
-                       f"{_pct(a['expected'])} | {_f(a['krippendorff_alpha'])} | {_f(a['fleiss_kappa'])} |")
-    out += ["", "α: 1 = participants always agree, 0 = as often as chance given the overall choices, < 0 = less; "
-            "items with one rater do not count. — : undefined (fewer than 2 raters per item, or no variation).", "",
-            "## Checks", ""]
+                       f"{_pct(a['uniform'])} | {_pct(a['expected'])} | {_f(a['krippendorff_alpha'])} | {_f(a['fleiss_kappa'])} |")
+    out += ["", "Agreeing pairs: the share of pairs of participants who picked the same method for the same item "
+            "(uniform chance: 1 / K). α and κ: 1 = always agree, 0 = no more than the pooled choices predict, < 0 = "
+            "less. Participants who share an overall preference but not item by item have agreeing pairs above "
+            "1 / K and α near 0. Items with one rater do not count; — : undefined (fewer than 2 raters per item, "
+            "or no variation).", "", "## Checks", ""]
     for block in rep["blocks"]:
         for q in block["questions"]:
             n = q["answers"]

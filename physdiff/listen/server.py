@@ -4,7 +4,8 @@
     serve("studies/s1", host="0.0.0.0", port=8080, invite_only=True, root_path="/study")   # behind a proxy
 
 The first line on stdout is ``listening on http://HOST:PORT/`` (the real port when ``port=0``), printed
-once the socket accepts connections.
+once the socket accepts connections. Behind a proxy with ``root_path="/study"`` the proxy strips the
+prefix (requests arrive as ``/p/...``) and the pages' links carry it (``/study/p/...``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def serve(study_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_P
               f"{'' if invite_only else ' and join it (add --invite-only to accept invited links only)'}; "
               f"put a TLS reverse proxy in front for participants outside this network (docs/listening.md)",
               file=sys.stderr, flush=True)
-    print(f"listening on http://{shown}:{bound_port}{root_path.rstrip('/')}/", flush=True)
+    if root_path:
+        print(f"links use the prefix {root_path.rstrip('/')}: the reverse proxy serves the study there and strips it "
+              f"before passing requests on", file=sys.stderr, flush=True)
+    print(f"listening on http://{shown}:{bound_port}/", flush=True)
     config = uvicorn.Config(app, log_level=log_level, root_path=root_path.rstrip("/"), access_log=False,
                             proxy_headers=True, server_header=False)
     try:

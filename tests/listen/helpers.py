@@ -56,13 +56,19 @@ class Server:
     def _wait_ready(self, timeout: float = 60) -> None:
         import urllib.request
 
+        import urllib.error
+
         t0 = time.time()
         while time.time() - t0 < timeout:
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError as e:
+                raise AssertionError(f"serve answers /healthz with {e.code}") from None
             except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
                 time.sleep(0.1)
         raise AssertionError(f"serve not answering after {timeout} s:\n{self.log.read_text()[-3000:]}")
 
