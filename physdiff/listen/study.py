@@ -197,7 +197,7 @@ def _ablation(methods: list[Method], spec: str) -> tuple[tuple[str, ...] | None,
             by_variant.setdefault(m.variant, []).append(m.name)
     missing = [v for v in ABLATION_VARIANTS if v not in by_variant]
     if missing:
-        return None, f"no run of variant {', '.join(missing)} (the ablation compares {', '.join(ABLATION_VARIANTS)})"
+        return None, f"no run of variant {', '.join(missing)}; the ablation compares {', '.join(ABLATION_VARIANTS)}"
     twice = {v: ns for v, ns in by_variant.items() if len(ns) > 1}
     if twice:
         raise PhysdiffError(f"several runs of variant {', '.join(twice)} ({twice}): say which form the ablation "

@@ -74,7 +74,10 @@ class Server:
 
     def stop(self, kill: bool = False) -> None:
         if self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
