@@ -9,6 +9,7 @@
     physdiff mlflow start                                       # a tracking server (127.0.0.1 by default)
     physdiff sheets --out docs/img                              # contact / spectrogram sheets of a world
     physdiff sbatch train > train.sbatch                        # the sbatch templates shipped with the package
+    physdiff listen create --study S --run ours=RUN ...         # the paper's listening study (Table 2)
 
 ``physdiff <command> --help`` lists each command's flags. The scripts in ``shards/``, ``cluster/`` and
 ``sweeps/`` are the same commands. Errors are one line on stderr with exit code 2; set
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mlflow": ("physdiff.launch.mlflow_server:main", "start, inspect or stop an MLflow tracking server"),
     "sheets": ("physdiff.cli.sheets:main", "draw contact and spectrogram sheets of a world"),
     "sbatch": ("physdiff.cli.sbatch:main", "print an sbatch template (train, train_cpu, ray_sweep)"),
+    "listen": ("physdiff.listen.cli:main", "the paper's listening study: create, serve, invite, report"),
 }
 
 

@@ -145,11 +145,10 @@ def recording_track(wav: Path, duration: float, rate: int = REFERENCE_RATE) -> n
 def mux_track(video: Path, track: np.ndarray, rate: int, out: Path) -> Path:
     """The video stream of ``video`` (copied) + ``track`` as AAC, written to ``out``.
 
-    A thin wrapper: it calls the generate stage's ``mux_soundtrack`` so the reference and the generated
-    videos are muxed by the same code (that function moves to ``physdiff.inference`` in the stage-layer
-    refactor; only this import changes then).
+    A thin wrapper over generation's own ``mux_soundtrack`` (physdiff.inference.media), so the reference and
+    the generated videos are muxed by the same code.
     """
-    from physdiff.stages.generate import mux_soundtrack
+    from physdiff.inference.media import mux_soundtrack
 
     out.parent.mkdir(parents=True, exist_ok=True)
     return mux_soundtrack(video, track, rate, out)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from physdiff.errors import DataError, PhysdiffError
-from physdiff.listen.study import Screen
+from physdiff.listen.screen import Screen
 
 SCHEMA_VERSION = "1"
 SCHEMA = """

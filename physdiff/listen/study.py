@@ -38,6 +38,7 @@ import numpy as np
 
 from physdiff.errors import DataError, PhysdiffError
 from physdiff.fileio import atomic_output, atomic_write_json
+from physdiff.listen.screen import Screen  # noqa: F401  (re-exported)
 from physdiff.listen.media import (BROWSER_AUDIO_CODECS, BROWSER_VIDEO_CODECS, MEDIA_DIR, REFERENCE_RATE, mux_track,
                                    place_file, probe_mp4, recording_track, safe_media_path, sha256_file)
 from physdiff.listen.runs import GenerateRun, read_generate_run
@@ -83,22 +84,6 @@ class Block:
     questions: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Screen:
-    """One page a participant answers: an item in a block, the methods in shown order (letter A first)."""
-
-    position: int
-    block: str
-    item: str
-    order: tuple[str, ...]
-
-    @property
-    def letters(self) -> tuple[str, ...]:
-        return tuple(chr(ord("A") + i) for i in range(len(self.order)))
-
-    def method_of(self, letter: str) -> str | None:
-        i = ord(letter) - ord("A") if len(letter) == 1 else -1
-        return self.order[i] if 0 <= i < len(self.order) else None
 
 
 @dataclass

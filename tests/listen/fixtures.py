@@ -59,7 +59,7 @@ def make_generate_run(run_dir: Path, variant: str, sources: dict[str, dict], *, 
     import soundfile as sf
     from PIL import Image
 
-    from physdiff.stages.generate import mux_soundtrack
+    from physdiff.inference.media import mux_soundtrack
 
     tone = tone or TONES.get(variant, 550.0)
     per_video = {}
