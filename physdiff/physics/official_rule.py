@@ -7,7 +7,7 @@ differs from :mod:`physdiff.physics.paper_rule`, in four places:
 
 - **FFT grid.** The whole-clip FFT ``X = rfft(x)`` of the peak-normalised clip (no zero padding) is placed
   on ``linspace(0, sr / 2, len(X))``, not on j sr / T: with T = 11,025 that is 22050 / 5512 = 4.000363 Hz
-  per point, so the grid drifts up to 2.2 Hz above j sr / T towards Nyquist.
+  per point, so point j lies j x 0.000363 Hz above j sr / T: 1.0 Hz at 11 kHz, 2.0 Hz at Nyquist.
 - **Window.** FFT point i counts for STFT bin k when ``|grid_i - c_k| <= 10.76`` Hz, with
   ``c_k = linspace(0, sr / 2, n_fft / 2 + 1)[k]`` (librosa's ``fft_frequencies``; k sr / n_fft exactly at
   44.1 kHz / 2048). 10.76 Hz is the official constant, a hair under half a bin (10.7666 Hz); at other STFT
