@@ -20,8 +20,10 @@ differs from :mod:`physdiff.physics.paper_rule`, in four places:
 The FFT, its dB values and both grids are float64, as numpy computes them, so the comparisons are the
 official ones bit for bit wherever numpy and torch round alike; f is returned in the input's dtype.
 
-    >>> from physdiff.physics import estimate_modes
-    >>> modes = estimate_modes(audio, 44100, method="official")   # audio (B, 11025) -> Modes (B, 1025)
+Typical use (shards: ``physics.estimator=official``):
+
+    modes = estimate_modes(audio, 44100, method="official")                     # (B, 11025) -> Modes (B, 1025)
+    modes = estimate_modes(audio, 44100, method="official", decay_convention="t60")  # lambda = 60 / tau, as released
 
 Cost: one float64 rfft per clip and a (B, D, W) gather with W = 6-8 points per bin, instead of the official
 5.6 M-step Python loop (about 1.5-16 s per clip); ``bench/physics.py`` measures it beside the other rules.
