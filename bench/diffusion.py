@@ -2,6 +2,11 @@
 
     python bench/diffusion.py                    # CPU: tiny and paper (paper: batch 1-2, few steps)
     python bench/diffusion.py --gpu              # + on CUDA: paper fp32 / bf16, batch 16 and the largest batch, MFU
+    python bench/diffusion.py --size-only        # only the paper U-Net's size beside the official model (seconds)
+
+First table: the ``paper`` U-Net's parameter count and FLOPs per sample (one forward at 1025 x 44, counted
+on the meta device, so nothing is computed) beside the official 35.3 M / 138 GFLOP, with the official
+273-d condition and with paper's default 512-d one, and tiny's (physdiff) layout at the paper's sizes.
 
 Training step = conditioner + U-Net forward + L1 loss (eq. 8) + backward + fused/foreach AdamW. FLOPs are
 counted with torch.utils.flop_counter.FlopCounterMode (2 per multiply-add) for one forward of one sample;
@@ -107,6 +112,41 @@ def sample_time(model, cfg, nu_dim, sampler, steps: int | None) -> float:
     return time.perf_counter() - t0
 
 
+OFFICIAL_PARAMS_M, OFFICIAL_GFLOP = 35.3, 138.0  # the official Unet3D at 1025 x 44 (incl. its 273-d null embedding)
+
+
+def unet_size(diffusion_cfg, cond_dim: int, shape: tuple[int, int]) -> tuple[int, float]:
+    """(parameters, FLOPs of one forward of one sample) of the U-Net alone, counted on the meta device."""
+    from physdiff.models.unet import unet_from_config
+
+    with torch.device("meta"):
+        net = unet_from_config(diffusion_cfg, cond_dim, shape[0])
+        with FlopCounterMode(display=False) as fc:
+            net(torch.empty(1, 1, *shape), torch.tensor([500]), torch.empty(1, cond_dim))
+    return sum(p.numel() for p in net.parameters()), float(fc.get_total_flops())
+
+
+def unet_table() -> None:
+    """The paper U-Net beside the official model; the condition widths are mu (256) + nu' (256 or 17 logits)."""
+    cfg = resolve_config("paper")
+    shape = (cfg.audio.num_bins, cfg.audio.num_frames)
+    official_cond = cfg.diffusion.latent_dim + 17  # mu + the 17 class logits (diffusion.visual_input=logits)
+    default_cond = cfg.diffusion.latent_dim + cfg.diffusion.visual_dim  # mu + nu' (visual_input=features)
+    physdiff_layout = resolve_config("paper", ["diffusion.unet_layout=physdiff"]).diffusion
+    rows = [(f"paper, official {official_cond}-d condition", cfg.diffusion, official_cond),
+            (f"paper, default {default_cond}-d condition", cfg.diffusion, default_cond),
+            (f"physdiff layout, {official_cond}-d", physdiff_layout, official_cond)]
+    print(f"## paper U-Net at {shape[0]} x {shape[1]}: FlopCounterMode, 2 FLOP per multiply-add, one sample, one forward")
+    print(f"{'U-Net':38s} {'params':>9s} {'GFLOP':>8s}   official {OFFICIAL_PARAMS_M} M / {OFFICIAL_GFLOP:.0f} GFLOP")
+    for name, d, cond in rows:
+        n, fl = unet_size(d, cond, shape)
+        # + cond: the official Unet3D holds its learned null condition (one cond-wide vector) itself
+        print(f"{name:38s} {n / 1e6:8.2f}M {fl / 1e9:8.2f}   x{(n + cond) / 1e6 / OFFICIAL_PARAMS_M:.2f} params "
+              f"(+ the {cond}-d null vector), x{fl / 1e9 / OFFICIAL_GFLOP:.2f} FLOPs")
+    print("(the official 35.3 M includes its 273-d null condition, kept in physdiff's Conditioner; a wider condition\n"
+          " only widens the scale-and-shift Linear of each block: +params, +0.003 % FLOPs)\n")
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -202,7 +242,11 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="also measure paper on CUDA (fp32, bf16, batch 16 and max)")
     ap.add_argument("--paper-steps", type=int, default=2, help="timed paper training steps on CPU (slow)")
     ap.add_argument("--skip-cpu", action="store_true")
+    ap.add_argument("--size-only", action="store_true", help="only the paper U-Net's parameters and FLOPs")
     args = ap.parse_args()
+    unet_table()
+    if args.size_only:
+        return
     if not args.skip_cpu:
         cpu_section(args.paper_steps)
     if args.gpu:

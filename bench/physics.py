@@ -4,18 +4,28 @@
     python bench/physics.py --quick    # smaller batches, a few seconds
     python bench/physics.py --device cuda
     python bench/physics.py --threads 1   # steadier ratios on a busy machine
+    python bench/physics.py --world DIR   # + table 4 on a generated world's recordings (shards/synth.py)
 
-Prints three tables:
+Prints four tables:
 1. clips/s of ``estimate_modes`` at batch 256 (paper rule; paper/4: its whole-clip FFT zero-padded
-   4x, ``fft_pad=4``; highres), the STFT alone, and the
-   per-bin reference of the paper rule (tests/physics/reference_estimator.py), with ratios;
+   4x, ``fft_pad=4``; official: the official code's rule exactly; highres), the STFT alone, the
+   per-bin reference of the paper rule (tests/physics/reference_estimator.py), the per-bin transcription
+   of the official rule (tests/physics/official_reference.py) and the official double loop itself
+   (one clip), with ratios;
 2. synthesis (eq. 4) throughput at batch 64 x 1025 modes x 11025 samples, forward and
    forward+backward, and each one's peak memory (CPU: peak-RSS growth over the RSS before the call,
    in a fresh subprocess, with the default allocator and with glibc's mmap threshold fixed so the
    peak RSS is the live peak; CUDA: torch.cuda.max_memory_allocated);
 3. accuracy of both estimators on clean and noisy (SNR 20 dB) clips of 6 well-separated damped
    modes: |f error| (Hz) and |lambda error| (relative), median / 90th percentile / max, at the
-   bins holding the true modes, over all modes and over the modes that reach the -80 dB floor.
+   bins holding the true modes, over all modes and over the modes that reach the -80 dB floor;
+4. how far the paper rule's f is from the official rule's, on the synthetic world's impact sounds
+   per material group (tonal metal/glass/ceramic, wood/plastic/rock/drywall, noise-like
+   cloth/carpet/paper; each strike's modes + contact click + background noise 60 dB below the peak)
+   and, with ``--world DIR``, on a generated world's recordings (room, noise; the paper subset):
+   median |delta f| over all bins, over the bins the official gate leaves open (both rules pick an
+   FFT point: the grid offset, j x 0.000363 Hz, and window edges) and over the loud bins (first-frame
+   p >= -40 dB), its 90th percentile, and the share of bins where the 0 dB gate keeps the bin centre.
 Speeds depend on machine load: compare ratios measured in one run.
 """
 
@@ -81,6 +91,7 @@ def timed(fn, device: str, repeats: int) -> float:
 
 
 def speed_table(args) -> None:
+    from tests.physics.official_reference import official_reference, official_reference_batch
     from tests.physics.reference_estimator import reference_paper_rule_batch
 
     batch = 64 if args.quick else 256
@@ -97,11 +108,20 @@ def speed_table(args) -> None:
     reference_paper_rule_batch(ref_audio, SR)
     rows.append(("per-bin reference (numpy loops)", n_ref / (time.perf_counter() - t0)))
     ref = rows[-1][1]
+    t0 = time.perf_counter()
+    official_reference_batch(ref_audio, SR)
+    rows.append(("official, per-bin transcription", n_ref / (time.perf_counter() - t0)))
+    t0 = time.perf_counter()
+    official_reference(ref_audio[0], SR, literal=True)
+    rows.append(("official double loop (1 clip)", 1 / (time.perf_counter() - t0)))
     print(f"\n## Estimation speed (batch {batch}, device {args.device}, {torch.get_num_threads()} threads)")
     print(f"{'':34s} {'clips/s':>10s} {'x reference':>12s} {'x STFT':>8s}")
     for name, cps in rows:
         print(f"{name:34s} {cps:10.1f} {cps / ref:12.1f} {cps / rows[0][1]:8.2f}")
-    print(f"paper's 10k clips: vectorised {1e4 / rows[1][1]:.1f} s, per-bin reference {1e4 / ref / 60:.1f} min")
+    by_name = dict(rows)
+    print(f"paper's 10k clips: vectorised {1e4 / rows[1][1]:.1f} s, per-bin reference {1e4 / ref / 60:.1f} min; "
+          f"official rule vectorised {1e4 / by_name['estimate_modes official']:.1f} s, "
+          f"official double loop {1e4 / by_name['official double loop (1 clip)'] / 3600:.1f} h")
 
 
 def _proc_status_kib(field: str) -> int | None:
@@ -184,8 +204,10 @@ def _errors(modes: Modes, freq, decay):
     return np.abs(f - freq), np.abs(lam / decay - 1.0)
 
 
-# (label, method, options): the paper rule on the official 4 Hz grid and on a 1 Hz grid, and highres.
-ESTIMATORS = (("paper", "paper", {}), ("paper/4", "paper", {"fft_pad": 4}), ("highres", "highres", {}))
+# (label, method, options): the paper rule on the official 4 Hz grid and on a 1 Hz grid, the official
+# rule, and highres.
+ESTIMATORS = (("paper", "paper", {}), ("paper/4", "paper", {"fft_pad": 4}), ("official", "official", {}),
+              ("highres", "highres", {}))
 
 
 def accuracy_table(args) -> None:
@@ -208,12 +230,77 @@ def accuracy_table(args) -> None:
             )
 
 
+GROUPS = (("tonal", ("metal", "glass", "ceramic")), ("wood-like", ("wood", "plastic", "rock", "drywall")),
+          ("noise-like", ("cloth", "carpet", "paper")))
+
+
+def _paper_vs_official(audio: torch.Tensor) -> dict[str, float]:
+    """|f_paper - f_official| statistics over clips (B, T) at 44.1 kHz."""
+    off = estimate_modes(audio, SR, method="official")
+    pap = estimate_modes(audio, SR, method="paper")
+    df = (pap.freq.double() - off.freq.double()).abs().cpu().numpy()  # (B, D)
+    loud = off.power.cpu().numpy() >= -40.0
+    centres = np.arange(df.shape[1]) * BIN_HZ
+    gated = np.isclose(off.freq.double().cpu().numpy(), centres[None], atol=1e-6, rtol=0)
+    return {"clips": df.shape[0], "all_med": float(np.median(df)), "open_med": float(np.median(df[~gated])),
+            "loud_med": float(np.median(df[loud])),
+            "loud_p90": float(np.percentile(df[loud], 90)), "loud_share": float(loud.mean()),
+            "gated": float(gated.mean()), "gated_loud": float(gated[loud].mean())}
+
+
+def _print_vs_row(name: str, r: dict[str, float]) -> None:
+    print(f"{name:24s} {r['clips']:5d} {r['all_med']:8.2f} {r['open_med']:8.2f} {r['loud_med']:9.2f} {r['loud_p90']:9.2f}"
+          f" {r['loud_share']:8.1%} {r['gated']:9.1%} {r['gated_loud']:10.1%}")
+
+
+def world_recording_clips(source: Path) -> dict[str, torch.Tensor]:
+    """The paper-subset clips (0.25 s at 44.1 kHz from each annotated onset) of a generated world, by material."""
+    from physdiff.data import layout, media
+
+    by_mat: dict[str, list[np.ndarray]] = {}
+    for vid in layout.list_video_ids(source):
+        v = layout.Video(vid, Path(source))
+        events, _ = layout.parse_times(v.times, vid)
+        events = [e for e in events if layout.subset_reason(e, "paper") is None]
+        if not events:
+            continue
+        audio = media.load_audio(v.wav, SR)  # (N,)
+        for e in events:
+            clip = media.cut_clip(audio, int(round(e.time * SR)), T)
+            if np.abs(clip).max() > 0:
+                by_mat.setdefault(e.material, []).append(clip)
+    return {m: torch.from_numpy(np.stack(c)) for m, c in sorted(by_mat.items())}
+
+
+def official_table(args) -> None:
+    from tests.physics.signals import world_clips
+
+    per = 4 if args.quick else 16
+    print(f"\n## Paper rule vs official rule: |f_paper - f_official| (Hz) at 44.1 kHz / 2048; loud = p >= -40 dB;")
+    print("## gated = bins where the official 0 dB gate keeps the bin centre; open = the other bins (both rules pick an FFT point)")
+    head = f"{'clips':24s} {'n':>5s} {'all med':>8s} {'open med':>8s} {'loud med':>9s} {'loud p90':>9s} {'loud bins':>8s} {'gated':>9s} {'gated loud':>10s}"
+    print(head)
+    for name, mats in GROUPS:
+        audio = torch.from_numpy(world_clips(mats, per, seed=5)).float()
+        _print_vs_row(f"sounds {name}", _paper_vs_official(audio))
+    if args.world:
+        clips = world_recording_clips(Path(args.world))
+        print(f"recordings of {args.world}:")
+        groups = {name: [m for m in mats if m in clips] for name, mats in GROUPS}
+        for name, mats in groups.items():
+            if mats:
+                _print_vs_row(f"  {name}", _paper_vs_official(torch.cat([clips[m] for m in mats])))
+        for m, audio in clips.items():
+            _print_vs_row(f"  {m}", _paper_vs_official(audio))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller batches (seconds, for CI / smoke)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--world", default="", help="also compare paper vs official on this generated world's recordings")
     parser.add_argument("--_synth-worker", dest="synth_worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.synth_worker:
@@ -226,6 +313,7 @@ def main() -> None:
     speed_table(args)
     synth_table(args)
     accuracy_table(args)
+    official_table(args)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
 

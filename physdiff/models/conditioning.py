@@ -38,7 +38,7 @@ class Conditioner(nn.Module):
     def __init__(self, variant: str, *, nu_dim: int, prior_norm: PriorNorm | None = None, num_bins: int = 1025,
                  num_frames: int = 44, num_bands: int = 100, visual_input: str = "features", visual_dim: int = 256,
                  physics_hidden: int = 512, physics_mode_dim: int = 64, physics_res_dim: int = 32,
-                 latent_dim: int = 256, label_dim: int = 64, num_classes: int = len(GREATEST_HITS_MATERIALS),
+                 physics_res_hidden: int = 64, physics_res_depth: int = 2, latent_dim: int = 256, label_dim: int = 64, num_classes: int = len(GREATEST_HITS_MATERIALS),
                  spec_dim: int = 256, spec_layers: int = 4, spec_heads: int = 4, spec_latent_dim: int = 256) -> None:
         super().__init__()
         self.variant, self.visual_input = variant, visual_input
@@ -54,7 +54,8 @@ class Conditioner(nn.Module):
         self.physics = self.label = self.spec = None
         if variant == "ours":
             self.physics = PhysicsEncoder(num_bins, num_bands, hidden=physics_hidden, mode_dim=physics_mode_dim,
-                                          res_dim=physics_res_dim, latent_dim=latent_dim)
+                                          res_dim=physics_res_dim, latent_dim=latent_dim,
+                                          res_hidden=physics_res_hidden, res_depth=physics_res_depth)
             dim += latent_dim
         elif variant == "video_label":
             self.label = nn.Embedding(num_classes, label_dim)
@@ -77,7 +78,8 @@ class Conditioner(nn.Module):
                    num_bins=cfg.audio.num_bins, num_frames=cfg.audio.num_frames,  # type: ignore[attr-defined]
                    num_bands=cfg.prior.residual_dims, visual_input=d.visual_input,  # type: ignore[attr-defined]
                    visual_dim=d.visual_dim, physics_hidden=d.physics_hidden, physics_mode_dim=d.physics_mode_dim,
-                   physics_res_dim=d.physics_res_dim, latent_dim=d.latent_dim, label_dim=d.label_dim,
+                   physics_res_dim=d.physics_res_dim, physics_res_hidden=d.physics_res_hidden,
+                   physics_res_depth=d.physics_res_depth, latent_dim=d.latent_dim, label_dim=d.label_dim,
                    spec_dim=d.spec_dim, spec_layers=d.spec_layers, spec_heads=d.spec_heads,
                    spec_latent_dim=d.spec_latent_dim)
 

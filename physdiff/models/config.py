@@ -76,10 +76,13 @@ class DiffusionConfig:
     # --- conditioning (paper Sec. 3.3 and the baselines of Table 1)
     variant: str = "ours"  # "ours" (mu + nu) | "video" (nu) | "video_label" (nu + class) | "video_spec" (nu + spec latent)
     cond_dropout: float = 0.1  # probability of the learned null condition in training (classifier-free guidance)
-    # physics encoder: five MLPs (f, p, lambda: D -> hidden^3 -> mode_dim; w, gamma: M -> hidden^3 -> res_dim)
+    # physics encoder: five MLPs (f, p, lambda: D -> hidden^3 -> mode_dim; w, gamma: M -> res_hidden^res_depth -> res_dim;
+    # official ParamsNet: 1025 -> 512^3 -> 64 and 100 -> 64^2 -> 32)
     physics_hidden: int = 512
     physics_mode_dim: int = 64
     physics_res_dim: int = 32
+    physics_res_hidden: int = 64
+    physics_res_depth: int = 2
     latent_dim: int = 256  # physics latent mu
     # visual latent nu: "features" = the pooled ResNet features (2048-d for resnet50), projected to visual_dim;
     # "logits" = the classifier's 17 logits as in the official code (used unprojected).
@@ -91,12 +94,15 @@ class DiffusionConfig:
     spec_heads: int = 4
     spec_latent_dim: int = 256
     # --- U-Net (official: width 64, mults 1/2/4/8, linear attention at every level, 35.3 M parameters)
+    # layout: "official" (the official Unet3D, physdiff/models/unet.py: OfficialUNet) | "physdiff" (pad once,
+    # channel change in the resampling convs, a skip per block; tiny / debug)
+    unet_layout: str = "official"
     width: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 4, 8)
     blocks_per_level: int = 2
     attn_levels: tuple[int, ...] = (0, 1, 2, 3)  # levels (0 = full resolution) with linear attention
-    mid_attention: str = "full"  # bottleneck attention: "full" | "linear" | "none"
-    attn_heads: int = 4
+    mid_attention: str = "none"  # bottleneck attention: "full" | "linear" | "none" (official: none)
+    attn_heads: int = 8  # official: 8 heads of 32
     attn_dim_head: int = 32
     norm_groups: int = 8
     # frequency-aware input: + a bin-coordinate channel and a condition-written spectral envelope channel, so FiLM
@@ -136,9 +142,13 @@ class DiffusionConfig:
             "attn_levels": (2,),
             "mid_attention": "linear",
             "attn_dim_head": 16,
+            "unet_layout": "physdiff",  # kept: tiny's U-Net as before the paper fix (docs/deviations.md)
+            "attn_heads": 4,  # kept from before the paper fix (official: 8) so tiny's results stay comparable
             "physics_hidden": 128,
             "physics_mode_dim": 32,
             "physics_res_dim": 16,
+            "physics_res_hidden": 128,  # kept: tiny's w, gamma MLPs as its mode MLPs (official: 64 x 2)
+            "physics_res_depth": 3,
             "latent_dim": 64,
             "visual_dim": 64,
             "label_dim": 32,
@@ -147,7 +157,8 @@ class DiffusionConfig:
             "spec_latent_dim": 64,
             "eval_sample_steps": 25,
         },
-        "debug": {"epochs": 0, "width": 8, "channel_mults": (1, 2), "attn_levels": (1,), "physics_hidden": 64, "timesteps": 100,
+        "debug": {"epochs": 0, "width": 8, "channel_mults": (1, 2), "attn_levels": (1,), "physics_hidden": 64,
+                  "physics_res_hidden": 64, "timesteps": 100,
                   "eval_sample_steps": 5, "eval_t_grid": 4},
     }
 
@@ -158,6 +169,10 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.visual_input not in ("features", "logits"):
             raise ConfigError(f"diffusion.visual_input must be 'features' or 'logits', got '{self.visual_input}'")
+        if self.unet_layout not in ("official", "physdiff"):
+            raise ConfigError(f"diffusion.unet_layout must be official or physdiff, got '{self.unet_layout}'")
+        if self.unet_layout == "official" and self.freq_input:
+            raise ConfigError("diffusion.freq_input needs diffusion.unet_layout=physdiff (the official U-Net has one input channel)")
         if self.mid_attention not in ("full", "linear", "none"):
             raise ConfigError(f"diffusion.mid_attention must be full, linear or none, got '{self.mid_attention}'")
         if not self.channel_mults:
@@ -165,7 +180,7 @@ class DiffusionConfig:
         bad = [lv for lv in self.attn_levels if not 0 <= lv < len(self.channel_mults)]
         if bad:
             raise ConfigError(f"diffusion.attn_levels {bad} outside 0..{len(self.channel_mults) - 1}")
-        for name in ("width", "physics_hidden"):
+        for name in ("width", "physics_hidden", "physics_res_hidden", "physics_res_depth", "attn_heads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"diffusion.{name} must be positive")
         if self.width % self.norm_groups:

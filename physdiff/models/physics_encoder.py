@@ -1,9 +1,11 @@
 """The physics latent mu (paper Sec. 3.3, Fig. 2): five parallel MLPs over the normalised physics priors.
 
 Modal priors f, p, lambda (one value per STFT bin, D of them) and residual priors w, gamma (one per noise band,
-M of them) each go through their own MLP (official widths: D -> 512 -> 512 -> 512 -> 64 for the modes,
-M -> 512 -> 512 -> 512 -> 32 for the residual, PReLU), are concatenated (3*64 + 2*32 = 256) and projected by
-a linear layer + tanh to the 256-d mu.
+M of them) each go through their own MLP with PReLU activations, are concatenated (3*64 + 2*32 = 256) and
+projected by a linear layer + tanh to the 256-d mu. The official widths (``ParamsNet`` of the official code,
+the ``paper`` preset): D -> 512 -> 512 -> 512 -> 64 for each mode prior (``F_Encoder`` / ``P_Encoder``) and
+M -> 64 -> 64 -> 32 for each residual prior (``N_Encoder``: two hidden layers of 64). ``tiny`` keeps its
+residual MLPs as wide and deep as its mode MLPs (M -> 128 -> 128 -> 128 -> 16; docs/deviations.md).
 
 The priors are first mapped to about [-1, 1] by :func:`normalize_priors`, the official code's normalisations
 restated for this project's units (lambda and gamma in dB/s, see ``physdiff.physics``).
@@ -69,7 +71,7 @@ def normalize_priors(freq: Tensor, power: Tensor, decay: Tensor, res_weight: Ten
 
 
 def mlp(d_in: int, hidden: int, d_out: int, depth: int = 3) -> nn.Sequential:
-    """``depth`` hidden Linear + PReLU layers, then a Linear to d_out (official: depth 3)."""
+    """``depth`` hidden Linear + PReLU layers, then a Linear to d_out (official: depth 3 for the modes, 2 for w, gamma)."""
     layers: list[nn.Module] = []
     d = d_in
     for _ in range(depth):
@@ -86,14 +88,17 @@ class PhysicsEncoder(nn.Module):
     """Five parallel MLPs (f, p, lambda over D bins; w, gamma over M bands) -> concat -> Linear + tanh -> mu."""
 
     def __init__(self, num_bins: int, num_bands: int, *, hidden: int = 512, mode_dim: int = 64,
-                 res_dim: int = 32, latent_dim: int = 256) -> None:
+                 res_dim: int = 32, latent_dim: int = 256, depth: int = 3, res_hidden: int = 64,
+                 res_depth: int = 2) -> None:
+        """``hidden`` / ``depth``: width and number of hidden layers of the f, p, lambda MLPs (official 512, 3);
+        ``res_hidden`` / ``res_depth``: the same for the w, gamma MLPs (official 64, 2)."""
         super().__init__()
         self.num_bins, self.num_bands = num_bins, num_bands
-        self.freq = mlp(num_bins, hidden, mode_dim)
-        self.power = mlp(num_bins, hidden, mode_dim)
-        self.decay = mlp(num_bins, hidden, mode_dim)
-        self.res_weight = mlp(num_bands, hidden, res_dim)
-        self.res_decay = mlp(num_bands, hidden, res_dim)
+        self.freq = mlp(num_bins, hidden, mode_dim, depth)
+        self.power = mlp(num_bins, hidden, mode_dim, depth)
+        self.decay = mlp(num_bins, hidden, mode_dim, depth)
+        self.res_weight = mlp(num_bands, res_hidden, res_dim, res_depth)
+        self.res_decay = mlp(num_bands, res_hidden, res_dim, res_depth)
         self.proj = nn.Linear(3 * mode_dim + 2 * res_dim, latent_dim)
         self.latent_dim = latent_dim
 

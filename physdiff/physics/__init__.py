@@ -5,7 +5,7 @@ device-following, no Python loops over bins or modes."""
 from physdiff.physics.estimate import estimate_modes, get_estimator, list_estimators, register_estimator
 from physdiff.physics.losses import MultiResolutionSTFTLoss
 from physdiff.physics.modes import Modes
-from physdiff.physics.residual import ResidualNoise, band_edges, band_noise, synthesize_residual
+from physdiff.physics.residual import ResidualNoise, band_edges, band_noise, modal_plus_residual, synthesize_residual
 from physdiff.physics.spectral import (
     bin_centers,
     db_spectrogram,
@@ -32,6 +32,7 @@ __all__ = [
     "band_edges",
     "band_noise",
     "synthesize_residual",
+    "modal_plus_residual",
     "ResidualNoise",
     "MultiResolutionSTFTLoss",
     "peak_normalize",

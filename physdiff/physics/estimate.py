@@ -2,12 +2,15 @@
 
 Estimators are registered by name (``list_estimators()``):
 - ``"paper"``: the paper's rule (Sec. 3.1), vectorised; see :mod:`physdiff.physics.paper_rule`.
+- ``"official"``: the official code's rule exactly (its FFT grid, +-10.76 Hz window, 0 dB gate, first
+  maximum on ties), so priors are extracted as the released model's were; see
+  :mod:`physdiff.physics.official_rule`.
 - ``"highres"``: sub-bin frequency, direct decay and window-corrected initial level from a
   complex frame-ratio fit per bin; see :mod:`physdiff.physics.highres`.
 
 A new estimator is a function ``fn(audio (B, T), sample_rate, *, n_fft, hop_length, floor_db,
 decay_convention, **options) -> Modes`` decorated with ``@register_estimator("name")``; its own
-options (the paper rule's ``fft_pad``, highres's ``margin_db``) pass through ``estimate_modes``.
+options (the paper rule's ``fft_pad``, the official rule's ``window_hz``, highres's ``margin_db``) pass through ``estimate_modes``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from physdiff.physics.highres import highres
 from physdiff.physics.modes import Modes
+from physdiff.physics.official_rule import official_rule
 from physdiff.physics.paper_rule import paper_rule
 
 __all__ = ["estimate_modes", "list_estimators", "register_estimator", "get_estimator"]
@@ -51,6 +55,7 @@ def get_estimator(name: str) -> Estimator:
 
 
 register_estimator("paper")(paper_rule)
+register_estimator("official")(official_rule)
 register_estimator("highres")(highres)
 
 

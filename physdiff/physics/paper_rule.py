@@ -40,6 +40,7 @@ __all__ = [
     "check_audio",
     "paper_rule",
     "paper_rule_from_stft",
+    "power_and_decay_from_stft",
     "time_to_floor",
     "decay_from_time",
     "fft_peak_freq",
@@ -156,7 +157,26 @@ def paper_rule_from_stft(
     fft_pad: int = 1,
 ) -> Modes:
     """The rule given a clip ``x (B, T)`` (not necessarily normalised), its peak |x| ``(B,)`` and its
-    power spectrogram ``pw = |STFT|^2 (B, F, N)``.
+    power spectrogram ``pw = |STFT|^2 (B, F, N)``: p and lambda by :func:`power_and_decay_from_stft`, f by
+    :func:`fft_peak_freq`.
+    """
+    power, decay = power_and_decay_from_stft(peak, pw, sample_rate, hop_length, floor_db, decay_convention, x.dtype)
+    freq = fft_peak_freq(x, sample_rate, n_fft, fft_pad)  # (B, F)
+    return Modes(freq=freq, power=power, decay=decay)
+
+
+def power_and_decay_from_stft(
+    peak: torch.Tensor,
+    pw: torch.Tensor,
+    sample_rate: float,
+    hop_length: int,
+    floor_db: float,
+    decay_convention: str,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """p (dB, first frame) and lambda (dB/s) of every bin, ``(B, F)`` each, from the clip's peak |x| ``(B,)``
+    and its power spectrogram ``pw = |STFT|^2 (B, F, N)``: the part of the rule shared by every estimator
+    that reads p and the time to floor off the spectrogram ("paper", "official", highres's fallback).
 
     Works in the power domain on the raw clip: peak normalisation only rescales |X| (and librosa's
     amin = 1e-5 on the normalised clip becomes amin * peak), so
@@ -172,7 +192,6 @@ def paper_rule_from_stft(
     at_floor = (pw <= thr2) & ((amin2 <= thr2) | silent)  # (B, F, N)
     p0 = 10.0 * torch.log10(pw[..., 0].clamp_min(amin2[..., 0]) / ref2[..., 0])  # (B, F) first frame, dB
     power = torch.where(silent[..., 0], torch.full_like(p0, floor_db), p0.clamp_min(floor_db))  # (B, F)
-    tau = time_to_floor(at_floor, hop_length, sample_rate, x.dtype)  # (B, F)
+    tau = time_to_floor(at_floor, hop_length, sample_rate, dtype)  # (B, F)
     decay = decay_from_time(power, tau, floor_db, decay_convention)  # (B, F)
-    freq = fft_peak_freq(x, sample_rate, n_fft, fft_pad)  # (B, F)
-    return Modes(freq=freq, power=power, decay=decay)
+    return power, decay

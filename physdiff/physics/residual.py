@@ -16,9 +16,9 @@ import math
 import torch
 from torch import nn
 
-from physdiff.physics.spectral import LN10_OVER_20
+from physdiff.physics.spectral import LN10_OVER_20, peak_normalize
 
-__all__ = ["band_edges", "band_noise", "synthesize_residual", "ResidualNoise", "SPACINGS"]
+__all__ = ["band_edges", "band_noise", "synthesize_residual", "ResidualNoise", "SPACINGS", "modal_plus_residual"]
 
 SPACINGS = ("mel", "log")
 
@@ -140,3 +140,16 @@ class ResidualNoise(nn.Module):
             f"num_bands={self.num_bands}, sample_rate={self.sample_rate}, num_samples={self.num_samples}, "
             f"fmin={self.fmin}, spacing={self.spacing!r}, seed={self.seed}"
         )
+
+
+def modal_plus_residual(modal: torch.Tensor, residual: torch.Tensor, *, normalize_modal: bool) -> torch.Tensor:
+    """The full resynthesis (eqs. 4 + 6), peak-normalised: ``(B, T)``, ``(B, T)`` -> ``(B, T)``.
+
+    ``normalize_modal=True`` (the official code, ``prior.normalize_modal`` in ``paper``) adds the residual to
+    the modal signal divided by its peak, so w_m is a band's RMS level relative to a unit-peak modal part
+    whatever the number and level of the modes; ``False`` adds it to the raw eq.-4 sum (whose peak grows with
+    the number of loud modes). Either way the sum is then divided by its peak, as the recording is.
+    """
+    if normalize_modal:
+        modal = peak_normalize(modal)  # (B, T)
+    return peak_normalize(modal + residual)  # (B, T)

@@ -131,14 +131,23 @@ def log_magnitude(audio: torch.Tensor, cfg: "AudioConfig", normalize: bool = Tru
     return torch.log(mag + cfg.spec_log_eps)
 
 
-def normalize_spectrogram(logmag: torch.Tensor, cfg: "AudioConfig") -> torch.Tensor:
-    """Map a log-magnitude spectrogram to [-1, 1] with the fixed constants (clamped outside)."""
+def normalize_spectrogram(logmag: torch.Tensor, cfg: "AudioConfig", clamp: bool = False) -> torch.Tensor:
+    """Map a log-magnitude spectrogram linearly to about [-1, 1] with the fixed constants, not clamped (official).
+
+    ``[spec_min, spec_max]`` -> ``[-1, 1]``. ``spec_min = ln(1e-8)`` is the floor of ``log(|X| + 1e-8)``, so
+    nothing falls below -1 (but for float32 rounding). Above, a peak-normalised clip reaches at most
+    ``ln(n_fft / 2)`` (the Hann window's sum; a full-scale sinusoid in one bin gives ``ln(n_fft / 4)``): 1.08
+    (sinusoid: 1.02) at n_fft 2048, while at n_fft <= 512 (tiny) every value stays below ``spec_max`` (at most
+    0.97), so there the result is the same with or without clamping. ``clamp=True`` clips to [-1, 1]
+    (physdiff before the paper fix, docs/deviations.md).
+    """
     lo, hi = cfg.spec_min, cfg.spec_max
-    return (2.0 * (logmag - lo) / (hi - lo) - 1.0).clamp(-1.0, 1.0)
+    x = 2.0 * (logmag - lo) / (hi - lo) - 1.0
+    return x.clamp(-1.0, 1.0) if clamp else x
 
 
 def denormalize_spectrogram(x: torch.Tensor, cfg: "AudioConfig") -> torch.Tensor:
-    """Inverse of :func:`normalize_spectrogram` (for inputs inside [-1, 1])."""
+    """Inverse of :func:`normalize_spectrogram` (exact for unclamped values)."""
     lo, hi = cfg.spec_min, cfg.spec_max
     return (x + 1.0) * 0.5 * (hi - lo) + lo
 
@@ -182,7 +191,8 @@ def griffin_lim(
 def spectrogram_target(audio: torch.Tensor, cfg: "AudioConfig") -> torch.Tensor:
     """x_0 of the diffusion model: the normalised log-magnitude spectrogram of the peak-normalised clip.
 
-    ``(B, T)`` -> ``(B, 1, F, N)`` in [-1, 1]. The STFT and the log stay in float32 under bf16 autocast.
+    ``(B, T)`` -> ``(B, 1, F, N)`` in about [-1, 1] (not clamped, as the official code: up to ~1.08 at
+    n_fft 2048, see :func:`normalize_spectrogram`). The STFT and the log stay in float32 under bf16 autocast.
     """
     with torch.autocast(audio.device.type, enabled=False):
         return normalize_spectrogram(log_magnitude(audio.float(), cfg), cfg).unsqueeze(1)

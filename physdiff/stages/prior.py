@@ -64,7 +64,8 @@ class PriorRecipe(ShardRecipe):
 
     def forward(self, model: nn.Module, batch: dict[str, Any], cfg: Any) -> dict[str, torch.Tensor]:
         """Resynthesise a batch: recording, modal-only and modal + residual, all peak-normalised (B, T)."""
-        from physdiff.physics import Modes, log_magnitude, normalize_spectrogram, peak_normalize, synthesize_modes
+        from physdiff.physics import (Modes, log_magnitude, modal_plus_residual, normalize_spectrogram, peak_normalize,
+                                      synthesize_modes)
 
         device = next(model.parameters()).device
         audio = torch.as_tensor(batch["audio"], dtype=torch.float32).to(device)  # (B, T)
@@ -76,7 +77,7 @@ class PriorRecipe(ShardRecipe):
         weight, gamma = model(spec)  # (B, M), (B, M)
         if noise is not None:
             resid = noise(gamma.float(), weight.float())  # (B, T)
-            full = peak_normalize(modal + resid)  # (B, T)
+            full = modal_plus_residual(modal, resid, normalize_modal=cfg.prior.normalize_modal)  # (B, T)
         else:  # M = 0: modal only; the zero term keeps every parameter in the graph for DDP
             full = peak_normalize(modal) + 0.0 * (weight.sum() + gamma.sum())
         return {"target": peak_normalize(audio), "modal": peak_normalize(modal), "full": full,

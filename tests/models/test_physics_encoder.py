@@ -28,13 +28,21 @@ def test_normalisations_hit_their_documented_anchors():
     assert torch.allclose(t60_conv["decay"][0, :3], torch.tensor([-1.0, 1.0, 0.0]), atol=1e-4)
 
 
+def _widths(seq: torch.nn.Sequential) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in seq if isinstance(m, torch.nn.Linear)]
+
+
 def test_paper_encoder_widths_and_range():
-    enc = PhysicsEncoder(1025, 100)  # official widths
-    linears = [m for m in enc.freq if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(1025, 512), (512, 512), (512, 512), (512, 64)]
-    linears = [m for m in enc.res_decay if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears][-1] == (512, 32)
+    enc = PhysicsEncoder(1025, 100)  # official widths (ParamsNet: F_Encoder / P_Encoder / N_Encoder)
+    for name in ("freq", "power", "decay"):
+        assert _widths(getattr(enc, name)) == [(1025, 512), (512, 512), (512, 512), (512, 64)]
+    for name in ("res_weight", "res_decay"):
+        assert _widths(getattr(enc, name)) == [(100, 64), (64, 64), (64, 32)]
     assert (enc.proj.in_features, enc.proj.out_features) == (256, 256)
+    # the official ParamsNet's parameter count: Linear weights + biases, one PReLU slope per activation
+    mode = (1025 * 512 + 512) + 2 * (512 * 512 + 512) + (512 * 64 + 64) + 3
+    res = (100 * 64 + 64) + (64 * 64 + 64) + (64 * 32 + 32) + 2
+    assert sum(p.numel() for p in enc.parameters()) == 3 * mode + 2 * res + 256 * 256 + 256
     b = 3
     priors = {"freq": torch.rand(b, 1025) * 2 - 1, "power": torch.rand(b, 1025), "decay": torch.rand(b, 1025),
               "res_weight": torch.rand(b, 100), "res_decay": torch.rand(b, 100)}
@@ -42,3 +50,19 @@ def test_paper_encoder_widths_and_range():
     assert mu.shape == (b, 256) and mu.abs().max() < 1
     priors2 = dict(priors, res_decay=torch.rand(b, 100))
     assert not torch.allclose(enc(priors2), mu)  # every branch reaches mu
+
+
+def test_config_builds_official_paper_encoder_and_keeps_tiny():
+    """``paper`` resolves to the official widths; ``tiny`` / ``debug`` keep residual MLPs as wide and deep as
+    their mode MLPs (their values before the paper fix, docs/deviations.md)."""
+    from physdiff.config import resolve_config
+    from physdiff.models.conditioning import Conditioner
+
+    paper = Conditioner.from_config(resolve_config("paper"), nu_dim=2048).physics
+    assert _widths(paper.res_weight) == [(100, 64), (64, 64), (64, 32)]
+    assert _widths(paper.freq)[0] == (1025, 512)
+    tiny = Conditioner.from_config(resolve_config("tiny"), nu_dim=64).physics
+    assert _widths(tiny.res_decay) == [(100, 128), (128, 128), (128, 128), (128, 16)]
+    assert _widths(tiny.power) == [(257, 128), (128, 128), (128, 128), (128, 32)]
+    debug = Conditioner.from_config(resolve_config("debug"), nu_dim=64).physics
+    assert _widths(debug.res_weight) == [(100, 64), (64, 64), (64, 64), (64, 16)]

@@ -2,20 +2,78 @@
 
 import torch
 
+import pytest
+from torch.utils.flop_counter import FlopCounterMode
+
 from physdiff.config import resolve_config
-from physdiff.models.unet import UNet, unet_from_config
+from physdiff.models.unet import LinearAttention, OfficialUNet, UNet, unet_from_config
 
 
 def test_paper_unet_maps_1025x44_to_itself():
     torch.manual_seed(0)
     d = resolve_config("paper").diffusion
     net = unet_from_config(d, cond_dim=512).eval()
-    n_params = sum(p.numel() for p in net.parameters())
-    assert 30e6 < n_params < 45e6  # official: 35.3 M; ours 39.7 M (see docs/deviations.md)
+    assert isinstance(net, OfficialUNet)
     x = torch.randn(1, 1, 1025, 44)
     with torch.no_grad():
         y = net(x, torch.tensor([500]), torch.randn(1, 512))
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_paper_unet_is_the_official_size():
+    """With the official 273-d condition (256 mu + 17 logits) the paper U-Net has the official model's
+    parameters and FLOPs: 35.3 M (35.25 M plus the official class's 273-d null embedding, which lives in
+    the Conditioner here) and 138 GFLOP per forward at 1025 x 44 (FlopCounterMode, 2 per multiply-add;
+    counted on the meta device, so nothing is computed)."""
+    d = resolve_config("paper").diffusion
+    assert (d.unet_layout, d.attn_heads, d.attn_dim_head, d.mid_attention) == ("official", 8, 32, "none")
+    with torch.device("meta"):
+        net = unet_from_config(d, cond_dim=273)
+        with FlopCounterMode(display=False) as fc:
+            net(torch.empty(1, 1, 1025, 44), torch.tensor([500]), torch.empty(1, 273))
+    n_params = sum(p.numel() for p in net.parameters())
+    assert abs(n_params + 273 - 35.25e6) < 0.01e6, n_params
+    assert abs(fc.get_total_flops() / 1e9 - 138.1) < 0.1, fc.get_total_flops()
+    attn = [m for m in net.modules() if isinstance(m, LinearAttention)]
+    assert len(attn) == 8 and all(m.heads == 8 and m.qkv.out_channels == 3 * 8 * 32 for m in attn)  # every level, both ways
+
+
+@pytest.mark.parametrize("shape", [(37, 13), (1025 // 8, 44 // 4), (16, 16)])
+def test_official_layout_odd_sizes_condition_and_channels_last(shape):
+    """Odd sizes go through the official per-level zero padding back to the input's size; time and the
+    condition reach the output; channels_last gives the same numbers."""
+    torch.manual_seed(0)
+    net = OfficialUNet(width=16, channel_mults=(1, 2, 4), attn_levels=(0, 1, 2), cond_dim=6, heads=2, dim_head=8).eval()
+    x = torch.randn(2, 1, *shape)
+    t, c = torch.tensor([3, 700]), torch.randn(2, 6)
+    with torch.no_grad():
+        y = net(x, t, c)
+        y_c = net(x, t, c + 1.0)
+        y_t = net(x, torch.tensor([4, 700]), c)
+        net.to(memory_format=torch.channels_last)
+        y_cl = net(x.contiguous(memory_format=torch.channels_last), t, c)
+    assert y.shape == x.shape
+    assert (y - y_c).abs().amax() > 1e-4
+    assert (y[0] - y_t[0]).abs().amax() > 1e-6 and torch.equal(y[1], y_t[1])
+    assert torch.allclose(y, y_cl, atol=1e-5)
+    assert net.final_block.emb is None  # the official final block is not conditioned
+    with pytest.raises(ValueError, match="condition of width 6"):
+        net(x, t, torch.randn(2, 5))
+
+
+def test_tiny_keeps_the_physdiff_layout():
+    d = resolve_config("tiny").diffusion
+    net = unet_from_config(d, cond_dim=8, num_bins=257)
+    assert isinstance(net, UNet) and d.attn_heads == 4
+    assert all(m.heads == 4 for m in net.modules() if isinstance(m, LinearAttention))
+    from physdiff.configlib import ConfigError
+    from physdiff.models.config import DiffusionConfig
+
+    with pytest.raises(ValueError, match="freq_input"):
+        unet_from_config(DiffusionConfig(freq_input=True), 8, 257)  # the official U-Net has one input channel
+    with pytest.raises(ConfigError, match="unet_layout"):
+        resolve_config("paper", ["diffusion.freq_input=true"])
+    assert resolve_config("paper", ["diffusion.freq_input=true", "diffusion.unet_layout=physdiff"]).diffusion.freq_input
 
 
 def test_tiny_unet_shape_and_conditioning_matters():

@@ -82,3 +82,22 @@ def test_residual_module_gradients_and_buffer():
         module(gamma[:, :5], weight[:, :5])
     module64 = module.to(torch.float64)
     assert module64.bands.dtype == torch.float64
+
+
+def test_modal_plus_residual_official_normalisation():
+    """normalize_modal=True (official): the residual is added to the unit-peak modal signal, so the same
+    (w, gamma) give the same sound whatever the modal part's level; False adds it to the raw eq.-4 sum,
+    where the modal level changes what w means. Both results are peak-normalised."""
+    from physdiff.physics import modal_plus_residual, peak_normalize
+
+    g = torch.Generator().manual_seed(0)
+    modal = torch.randn(3, 2000, generator=g, dtype=torch.float64) * torch.tensor([[0.1], [1.0], [30.0]], dtype=torch.float64)
+    resid = 0.2 * torch.randn(3, 2000, generator=g, dtype=torch.float64)
+    off = modal_plus_residual(modal, resid, normalize_modal=True)
+    raw = modal_plus_residual(modal, resid, normalize_modal=False)
+    torch.testing.assert_close(off, peak_normalize(peak_normalize(modal) + resid))
+    torch.testing.assert_close(raw, peak_normalize(modal + resid))
+    assert torch.allclose(off.abs().amax(-1), torch.ones(3, dtype=torch.float64))
+    # scaling the modal part changes nothing with the official normalisation, and a lot without it
+    torch.testing.assert_close(modal_plus_residual(modal * 7.0, resid, normalize_modal=True), off)
+    assert (modal_plus_residual(modal * 7.0, resid, normalize_modal=False) - raw).abs().max() > 0.05

@@ -3,6 +3,8 @@ normalisation conventions, Griffin-Lim."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -63,7 +65,27 @@ def test_normalization_round_trip_and_clamp(clip):
     torch.testing.assert_close(denormalize_spectrogram(x, cfg), logmag, atol=1e-4, rtol=0)
     silent = normalize_spectrogram(log_magnitude(torch.zeros(1, 11025), cfg), cfg)
     torch.testing.assert_close(silent, torch.full_like(silent, -1.0), atol=1e-5, rtol=0)
-    assert normalize_spectrogram(torch.tensor([100.0, -100.0]), cfg).tolist() == [1.0, -1.0]
+    assert normalize_spectrogram(torch.tensor([100.0, -100.0]), cfg, clamp=True).tolist() == [1.0, -1.0]
+
+
+def test_normalization_is_not_clamped_as_the_official_code():
+    """Official: no clamp. A full-scale clip exceeds spec_max at n_fft 2048 (a sinusoid centred on a bin:
+    ln(n_fft / 4) -> 1.023; a constant: ln(n_fft / 2) -> 1.080), and the linear map is inverted exactly;
+    at tiny's n_fft 512 even the constant stays below 1, so clamping there never changed anything."""
+    cfg = AudioConfig()
+    t = torch.arange(11025, dtype=torch.float64) / cfg.sample_rate
+    sine = torch.sin(2 * math.pi * 100 * cfg.sample_rate / cfg.n_fft * t)[None]  # bin 100, full scale
+    const = torch.ones(1, 11025, dtype=torch.float64)
+    x_sine = normalize_spectrogram(log_magnitude(sine, cfg), cfg)
+    x_const = normalize_spectrogram(log_magnitude(const, cfg), cfg)
+    expect = lambda mag: 2 * (math.log(mag + 1e-8) - cfg.spec_min) / (cfg.spec_max - cfg.spec_min) - 1  # noqa: E731
+    assert x_sine.max().item() == pytest.approx(expect(cfg.n_fft / 4), abs=1e-3) and x_sine.max() > 1.02
+    assert x_const.max().item() == pytest.approx(expect(cfg.n_fft / 2), abs=1e-6) and x_const.max() > 1.07
+    assert normalize_spectrogram(log_magnitude(sine, cfg), cfg, clamp=True).max() == 1.0
+    torch.testing.assert_close(denormalize_spectrogram(x_const, cfg), log_magnitude(const, cfg))
+    tiny = AudioConfig(sample_rate=16000, n_fft=512, hop_length=128)
+    worst = normalize_spectrogram(log_magnitude(torch.ones(1, 4000, dtype=torch.float64), tiny), tiny)
+    assert worst.max().item() == pytest.approx(expect(tiny.n_fft / 2), abs=1e-6) and worst.max() < 0.97
 
 
 def test_griffin_lim_recovers_audio(clip):
