@@ -138,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     edges = band_edges(weight.shape[1], a.sample_rate, ph.residual_fmin, ph.residual_spacing) if weight.shape[1] else None
     new_modes, new_gamma, new_weight = apply_edit(modes, gamma, weight, spec, a.sample_rate, edges, a.floor_db)
     with torch.no_grad():
-        before = resynthesize(modes, gamma, weight, residual, a.sample_rate, a.num_samples)  # (1, T)
-        after = resynthesize(new_modes, new_gamma, new_weight, residual, a.sample_rate, a.num_samples)  # (1, T)
+        nm = cfg.prior.normalize_modal  # add the residual as the prior stage did in training
+        before = resynthesize(modes, gamma, weight, residual, a.sample_rate, a.num_samples, normalize_modal=nm)  # (1, T)
+        after = resynthesize(new_modes, new_gamma, new_weight, residual, a.sample_rate, a.num_samples,
+                             normalize_modal=nm)  # (1, T)
     title = ", ".join(f"{k}={v}" for k, v in spec.to_dict().items() if v not in (None, 1.0, 0.0, []))
     paths = {"direct": write_edit_outputs(out, "direct", before, after, a.sample_rate, a.n_fft, a.hop_length, title)}
     if not args.no_diffusion:

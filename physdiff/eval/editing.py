@@ -140,17 +140,27 @@ def resynthesize(
     sample_rate: float,
     num_samples: int,
     normalize: bool = True,
+    normalize_modal: bool = False,
 ) -> torch.Tensor:
-    """Modal (eq. 4) + residual (eq. 6) audio ``(B, T)``, peak-normalised as in the official code."""
+    """Modal (eq. 4) + residual (eq. 6) audio ``(B, T)``, peak-normalised as in the official code.
+
+    ``normalize_modal``: the residual is added to the unit-peak modal signal, as the prior stage trained it
+    with ``prior.normalize_modal`` (physdiff.physics.modal_plus_residual), so w means what it meant there.
+    """
+    from physdiff.physics import modal_plus_residual
+
     audio = synthesize_modes(modes, sample_rate, num_samples)  # (B, T)
-    if residual is not None:
-        if residual.num_samples != num_samples or residual.sample_rate != sample_rate:
-            raise ValueError(
-                f"residual bands are for {residual.num_samples} samples at {residual.sample_rate} Hz, "
-                f"resynthesis asked for {num_samples} at {sample_rate} Hz"
-            )
-        audio = audio + residual(gamma.to(audio.dtype), weight.to(audio.dtype))  # (B, T)
-    return peak_normalize(audio) if normalize else audio
+    if residual is None:
+        return peak_normalize(audio) if normalize else audio
+    if residual.num_samples != num_samples or residual.sample_rate != sample_rate:
+        raise ValueError(
+            f"residual bands are for {residual.num_samples} samples at {residual.sample_rate} Hz, "
+            f"resynthesis asked for {num_samples} at {sample_rate} Hz"
+        )
+    resid = residual(gamma.to(audio.dtype), weight.to(audio.dtype))  # (B, T)
+    if normalize:
+        return modal_plus_residual(audio, resid, normalize_modal=normalize_modal)  # (B, T)
+    return (peak_normalize(audio) if normalize_modal else audio) + resid
 
 
 @dataclass

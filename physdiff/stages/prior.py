@@ -4,7 +4,8 @@ Recipe for the engine (:mod:`physdiff.training.trainer`):
 
 - model: :class:`physdiff.models.prior.ResidualPrior` over the normalised log-magnitude spectrogram
   (F = n_fft/2 + 1 bins x N frames of ``cfg.audio``);
-- loss: multi-resolution STFT between ``peak_normalize(modal + residual)`` and the peak-normalised
+- loss: multi-resolution STFT between ``modal_plus_residual(modal, residual)`` (the residual added to the
+  peak-normalised modal part with ``prior.normalize_modal``, as the official code does) and the peak-normalised
   recording, where ``modal`` is the eq.-4 resynthesis of the clip's shard modes (no gradient) and
   ``residual`` is eqs. 5-6 with the predicted (gamma, w);
 - evaluation (the paper's Fig. 5a point for this M): validation MR-STFT loss of modal-only

@@ -251,11 +251,11 @@ def train(
                 if stop_fn is not None and stop_fn():
                     want = max(want, STOP)
                 bad, stop_code = all_reduce_max([local_bad, float(want)], device)
-                grad_norm = float("nan")
-                if clip_grads:
-                    grad_norm = float(acc.clip_grad_norm_(model.parameters(), clip_at))
-                    if check_norm and not math.isfinite(grad_norm):
-                        bad = 1.0
+                # the norm is measured also without clipping (max_norm inf scales by exactly 1): the
+                # non-finite check and train/grad_norm hold for every recipe
+                grad_norm = float(acc.clip_grad_norm_(model.parameters(), clip_at if clip_grads else math.inf))
+                if check_norm and not math.isfinite(grad_norm):
+                    bad = 1.0
                 if bad:
                     last = ck.latest_checkpoint(ckpt_dir)
                     raise TrainingDiverged(
@@ -279,8 +279,7 @@ def train(
                     dt = max(time.time() - t_log, 1e-9)
                     row = {"train/loss": mean_loss, "train/lr": optimizer.param_groups[0]["lr"],
                            "train/clips_per_s": clips_since * world / dt}
-                    if clip_grads:
-                        row["train/grad_norm"] = grad_norm
+                    row["train/grad_norm"] = grad_norm
                     row.update({f"train/{k}": float(v) for k, v in extras.items()})
                     metrics.update(row)
                     if tracker:
