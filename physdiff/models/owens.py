@@ -28,12 +28,13 @@ Loss: Owens' robust loss, log(eps + |s_t - s_hat_t|^2) averaged over the S time 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from physdiff.models.video import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from physdiff.models.video import IMAGENET_MEAN, IMAGENET_STD, VideoEncoder, build_backbone
 from physdiff.physics.cochleagram import ErbFilterbank, cochleagram, cochleagram_length, erb_filterbank
 
 # ITU-R BT.601 luma weights: the grayscale of Owens' spacetime images.
@@ -113,9 +114,9 @@ class OwensSoundNet(nn.Module):
                   compression=s.compression, samples_per_frame=s.samples_per_frame, video_fps=s.video_fps,
                   loss_kind=s.loss, robust_eps=s.robust_eps)
         if s.pretrained and net.cnn is not None:
-            state = torch.load(s.pretrained, map_location="cpu", weights_only=True)
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-            net.cnn.load_state_dict(state, strict=False)
+            # The video encoder's loader (prefix handling, fc dropped, any other mismatch an error naming the
+            # file); it only reads ``self.backbone``.
+            VideoEncoder.load_pretrained(SimpleNamespace(backbone=net.cnn), s.pretrained)  # type: ignore[arg-type]
         if s.channels_last and net.cnn is not None:
             net.cnn.to(memory_format=torch.channels_last)
         return net

@@ -347,3 +347,18 @@ def test_mfcc_conditioner_drives_the_denoiser_and_its_loss_falls():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in cond.mfcc.parameters())
     sample = model.sample(inp, generator=torch.Generator().manual_seed(0), sampler="ddim", steps=2)
     assert sample.shape == x0.shape
+
+
+def test_owens_loads_a_local_backbone_state_dict_and_names_a_bad_one(tmp_path):
+    from physdiff.models.video import build_backbone
+
+    a = resolve_config("debug").audio
+    s = section(OwensConfig)
+    donor, _ = build_backbone(s.backbone, s.small_widths, s.small_blocks)
+    torch.save({f"backbone.{k}": v for k, v in donor.state_dict().items()}, tmp_path / "cnn.pt")
+    net = OwensSoundNet.from_config(section(OwensConfig, pretrained=str(tmp_path / "cnn.pt")), a, num_frames=22)
+    for k, v in donor.state_dict().items():
+        assert torch.equal(net.cnn.state_dict()[k], v), k
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt"):
+        OwensSoundNet.from_config(section(OwensConfig, pretrained=str(tmp_path / "bad.pt")), a, num_frames=22)
