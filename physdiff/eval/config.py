@@ -8,8 +8,11 @@ from typing import Any, ClassVar
 from physdiff.configlib import ConfigError, nonsemantic
 
 CLASSIFIER_BACKBONES = ("resnet50", "resnet18", "tiny")
-# The rows Table 1 / Table 3 can hold: retrieval of a training recording, and the diffusion variants.
-EVAL_VARIANTS = ("nn_retrieval", "video", "video_label", "video_spec", "ours")
+# The rows Table 1 / Table 3 / Fig. 5b can hold (physdiff.stages.rows): retrieval of a training recording,
+# the diffusion variants, and the components of Fig. 5b.
+DIFFUSION_ROWS = ("video", "video_label", "video_spec", "ours")
+EVAL_VARIANTS = ("nn_retrieval", *DIFFUSION_ROWS)
+KNOWN_ROWS = (*EVAL_VARIANTS, "modal", "modal_residual")
 
 
 @dataclass
@@ -66,13 +69,18 @@ class ClassifierConfig:
 class EvalConfig:
     """Evaluation (paper Sec. 4): the Table 1 rows, Table 3's sampler steps, FID/KID settings, retrieval."""
 
-    variants: tuple[str, ...] = EVAL_VARIANTS
+    variants: tuple[str, ...] = EVAL_VARIANTS  # Table 1's rows
+    table3: tuple[str, ...] = ("nn_retrieval",)  # Table 3's retrieval rows, beside "ours" at each sampler setting
+    fig5b: tuple[str, ...] = ("modal", "modal_residual", "ours")  # Fig. 5b: each component, retrieval by nu throughout
     ddim_steps: tuple[int, ...] = (10, 25, 50, 200)  # Table 3, against ancestral DDPM with all T steps
     table3_ddpm: bool = True  # Table 3's ancestral DDPM over all T steps (slow on a CPU: ~4 s per clip in tiny)
     kid_subsets: int = 100
-    kid_subset_size: int = 1000  # capped at the number of test clips
+    kid_subset_size: int = 1000  # capped at half the test clips, so the subsets differ and KID's std is a real spread
     kid_degree: int = 3  # polynomial kernel (x.y / D + 1)^3, Binkowski et al.
-    metric_seed: int = 0  # KID subset draws
+    metric_seed: int = 0  # KID subset draws and the bootstrap's resamples
+    bootstrap: int = 1000  # resamples of the test clips for every metric's interval (0 = no intervals)
+    bootstrap_set: int = 200  # of which FID / KID are recomputed on the first this many
+    ci_level: float = 0.95
     retrieval_k: int = 1
     retrieval_chunk_size: int = nonsemantic(32768)
     retrieval_query_batch: int = nonsemantic(1024)
@@ -82,13 +90,19 @@ class EvalConfig:
         # the main job's 20-minute CPU budget: the two rows the claim needs (bench/quality.py runs all)
         "tiny": {"kid_subsets": 50, "ddim_steps": (10, 25, 50), "variants": ("nn_retrieval", "video", "ours"),
                  "table3_ddpm": False},
-        "debug": {"variants": EVAL_VARIANTS, "table3_ddpm": True, "kid_subsets": 10, "ddim_steps": (10,)},
+        "debug": {"variants": EVAL_VARIANTS, "table3_ddpm": True, "kid_subsets": 10, "ddim_steps": (10,),
+                  "bootstrap": 100, "bootstrap_set": 20},
     }
 
     def validate(self) -> None:
-        unknown = [v for v in self.variants if v not in EVAL_VARIANTS]
-        if unknown or not self.variants:
-            raise ConfigError(f"eval.variants {list(self.variants)}: choose from {', '.join(EVAL_VARIANTS)}")
+        if not self.variants:
+            raise ConfigError("eval.variants is empty: Table 1 needs at least one row")
+        for name in ("variants", "table3", "fig5b"):
+            unknown = [v for v in getattr(self, name) if v not in KNOWN_ROWS]
+            if unknown:
+                raise ConfigError(f"eval.{name} {list(getattr(self, name))}: unknown {unknown}; choose from {', '.join(KNOWN_ROWS)}")
+        if self.bootstrap < 0 or self.bootstrap_set < 0 or not 0.5 < self.ci_level < 1.0:
+            raise ConfigError("eval.bootstrap and eval.bootstrap_set must be >= 0 and eval.ci_level in (0.5, 1)")
         if self.kid_subsets < 1 or self.kid_subset_size < 2:
             raise ConfigError("eval.kid_subsets must be >= 1 and eval.kid_subset_size >= 2")
         if any(s < 1 for s in self.ddim_steps):
@@ -97,6 +111,15 @@ class EvalConfig:
             raise ConfigError("eval.retrieval_k and eval.batch_size must be >= 1")
 
     @property
+    def rows(self) -> tuple[str, ...]:
+        """Every row the evaluation scores (Table 1, Table 3's retrieval rows, Fig. 5b), once each, in order."""
+        out: list[str] = []
+        for v in (*self.variants, *self.table3, *self.fig5b, *(("ours",) if self.ddim_steps or self.table3_ddpm else ())):
+            if v not in out:
+                out.append(v)
+        return tuple(out)
+
+    @property
     def diffusion_variants(self) -> tuple[str, ...]:
-        """The Table 1 rows that are diffusion runs (each one a pipeline job)."""
-        return tuple(v for v in self.variants if v != "nn_retrieval")
+        """The diffusion runs the evaluation reads (each one a pipeline job)."""
+        return tuple(v for v in self.rows if v in DIFFUSION_ROWS)

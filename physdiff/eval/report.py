@@ -4,8 +4,13 @@ logged to MLflow.
 
 Rows are plain dicts. A Table 1 row is ``{"variant": name, <every metric of METRIC_NAMES>}``; a
 Table 3 row is ``{"method": name, "sampler": "ddim" | "ddpm" | "retrieval", "steps": int | None,
-<every metric>, "seconds_per_clip": float}``. A metric that could not be computed is NaN (``null``
-in JSON, empty in CSV, "n/a" in Markdown): a column is never dropped silently::
+<every metric>, "seconds_per_clip": float}``. Any row may carry ``"ci": {metric: [lo, hi]}``, its 95 %
+bootstrap intervals over clips (:mod:`physdiff.eval.bootstrap`), shown as ``value [lo, hi]`` and written
+as ``<metric>_lo`` / ``<metric>_hi`` CSV columns. Optional sections: ``fig5b`` (Table 1-style rows of the
+paper's Fig. 5b), ``paired`` (``{"row", "baseline", "metric", "diff", "lo", "hi", "verdict"}``: the paired
+bootstrap of a row against a baseline on the same clips) and ``chance`` (what a constant guess scores).
+A metric that could not be computed is NaN (``null`` in JSON, empty in CSV, "n/a" in Markdown): a column
+is never dropped silently::
 
     rows1 = [table1_row("ours", metrics_ours), table1_row("video", metrics_video)]
     rows3 = [table3_row("nn_retrieval", "retrieval", None, m_nn), table3_row("ours", "ddim", 50, m, 0.8)]
@@ -42,7 +47,7 @@ __all__ = [
     "log_report_to_mlflow",
 ]
 
-REPORT_FORMAT = "physdiff-eval-report/1"
+REPORT_FORMAT = "physdiff-eval-report/2"
 TABLE1_COLUMNS: tuple[str, ...] = ("variant",) + METRIC_NAMES
 TABLE3_COLUMNS: tuple[str, ...] = ("method", "sampler", "steps") + METRIC_NAMES + ("seconds_per_clip",)
 _TEXT_COLUMNS = {"variant", "method", "sampler"}
@@ -70,6 +75,9 @@ class Report:
     table1: list[dict[str, Any]]
     table3: list[dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)
+    fig5b: list[dict[str, Any]] = field(default_factory=list)
+    paired: list[dict[str, Any]] = field(default_factory=list)
+    chance: dict[str, Any] = field(default_factory=dict)
 
 
 def _metrics_part(metrics: dict[str, float], where: str) -> dict[str, float]:
@@ -104,7 +112,7 @@ def table3_row(
 def _validate(rows: list[dict[str, Any]], columns: tuple[str, ...], name: str) -> None:
     for i, row in enumerate(rows):
         missing = [c for c in columns if c not in row]
-        extra = [c for c in row if c not in columns]
+        extra = [c for c in row if c not in columns and c != "ci"]
         if missing or extra:
             raise ValueError(f"{name} row {i} ({row.get(columns[0])!r}): missing columns {missing}, unknown {extra}")
     ids = [tuple(r[c] for c in columns[: 3 if name == "Table 3" else 1]) for r in rows]
@@ -130,8 +138,16 @@ def _fmt(col: str, v: Any) -> str:
     return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
 
 
+def _with_ci(col: str, r: dict[str, Any]) -> str:
+    cell = _fmt(col, r[col])
+    ci = (r.get("ci") or {}).get(col)
+    if ci and all(isinstance(x, (int, float)) and math.isfinite(x) for x in ci):
+        cell += f" [{_fmt(col, ci[0])}, {_fmt(col, ci[1])}]"
+    return cell
+
+
 def _markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    # KID is shown as one "mean ± std" column, as in the paper's tables.
+    # KID is shown as one "mean ± std" column (the std is over KID's random subsets), as in the paper's tables.
     shown: list[str] = []
     for c in columns:
         if c == "kid_mean":
@@ -144,22 +160,65 @@ def _markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str
         for c in shown:
             if c == "kid":
                 m, s = r["kid_mean"], r["kid_std"]
-                cells.append("n/a" if not math.isfinite(m) else f"{_fmt('kid_mean', m)} ± {_fmt('kid_std', s)}")
+                cell = "n/a" if not math.isfinite(m) else f"{_fmt('kid_mean', m)} ± {_fmt('kid_std', s)}"
+                ci = (r.get("ci") or {}).get("kid_mean")
+                if ci and math.isfinite(m) and all(math.isfinite(x) for x in ci):
+                    cell += f" [{_fmt('kid_mean', ci[0])}, {_fmt('kid_mean', ci[1])}]"
+                cells.append(cell)
             else:
-                cells.append(_fmt(c, r[c]))
+                cells.append(_with_ci(c, r))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _csv_columns(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[str]:
+    cis = sorted({m for r in rows for m in (r.get("ci") or {})}, key=list(columns).index)
+    return list(columns) + [f"{m}_{e}" for m in cis for e in ("lo", "hi")]
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    names = _csv_columns(rows, columns)
+    w = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({c: ("" if _json_value(r[c]) is None else r[c]) for c in columns})
+        flat = {c: ("" if _json_value(r[c]) is None else r[c]) for c in columns}
+        for m, (lo, hi) in (r.get("ci") or {}).items():
+            flat[f"{m}_lo"] = "" if _json_value(lo) is None else lo
+            flat[f"{m}_hi"] = "" if _json_value(hi) is None else hi
+        w.writerow({c: flat.get(c, "") for c in names})
     return buf.getvalue()
+
+
+def _json_row(r: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    out = {c: _json_value(r[c]) for c in columns}
+    if r.get("ci"):
+        out["ci"] = {m: [_json_value(float(x)) for x in v] for m, v in r["ci"].items()}
+    return out
+
+
+def _paired_markdown(paired: list[dict[str, Any]]) -> str:
+    """One line per (row, baseline): each metric's paired difference with its interval and verdict."""
+    by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for p in paired:
+        by.setdefault((p["row"], p["baseline"]), {})[p["metric"]] = p
+    metrics = [m for m in METRIC_NAMES if m != "kid_std" and any(m in v for v in by.values())]
+    lines = ["| Row vs baseline | " + " | ".join(_HEADERS["kid" if m == "kid_mean" else m] for m in metrics) + " |",
+             "|" + "|".join("---" for _ in range(len(metrics) + 1)) + "|"]
+    for (row, base), ms in by.items():
+        cells = []
+        for m in metrics:
+            p = ms.get(m)
+            if p is None or p["diff"] is None or not math.isfinite(p["diff"]):
+                cells.append("n/a")
+                continue
+            lo, hi = p.get("lo"), p.get("hi")
+            ci = f" [{_fmt(m, lo)}, {_fmt(m, hi)}]" if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) else ""
+            cells.append(f"{_fmt(m, p['diff'])}{ci} {p['verdict']}")
+        lines.append(f"| {row} vs {base} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_report(
@@ -167,16 +226,22 @@ def write_report(
     table1: list[dict[str, Any]],
     table3: list[dict[str, Any]],
     meta: dict[str, Any] | None = None,
+    *,
+    fig5b: list[dict[str, Any]] | None = None,
+    paired: list[dict[str, Any]] | None = None,
+    chance: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write ``report.md``, ``report.json``, ``table1.csv``, ``table3.csv`` into ``run_dir``.
+    """Write ``report.md``, ``report.json``, ``table1.csv``, ``table3.csv`` (+ ``fig5b.csv``) into ``run_dir``.
 
     Every row must carry every column (see :data:`TABLE1_COLUMNS`, :data:`TABLE3_COLUMNS`); build
     rows with :func:`table1_row` / :func:`table3_row`. Returns the written paths by name.
     """
+    fig5b, paired, chance = list(fig5b or []), list(paired or []), dict(chance or {})
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _validate(table1, TABLE1_COLUMNS, "Table 1")
     _validate(table3, TABLE3_COLUMNS, "Table 3")
+    _validate(fig5b, TABLE1_COLUMNS, "Fig. 5b")
     meta = dict(meta or {})
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -184,8 +249,11 @@ def write_report(
         "format": REPORT_FORMAT,
         "meta": meta,
         "columns": {"table1": list(TABLE1_COLUMNS), "table3": list(TABLE3_COLUMNS)},
-        "table1": [{c: _json_value(r[c]) for c in TABLE1_COLUMNS} for r in table1],
-        "table3": [{c: _json_value(r[c]) for c in TABLE3_COLUMNS} for r in table3],
+        "table1": [_json_row(r, TABLE1_COLUMNS) for r in table1],
+        "table3": [_json_row(r, TABLE3_COLUMNS) for r in table3],
+        "fig5b": [_json_row(r, TABLE1_COLUMNS) for r in fig5b],
+        "paired": [{k: _json_value(v) for k, v in pr.items()} for pr in paired],
+        "chance": {k: _json_value(v) for k, v in chance.items()},
     }
     paths = {
         "json": run_dir / "report.json",
@@ -196,25 +264,37 @@ def write_report(
     atomic_write_text(paths["json"], json.dumps(doc, indent=2, allow_nan=False) + "\n")
     atomic_write_text(paths["table1_csv"], _csv_text(table1, TABLE1_COLUMNS))
     atomic_write_text(paths["table3_csv"], _csv_text(table3, TABLE3_COLUMNS))
+    if fig5b:
+        paths["fig5b_csv"] = atomic_write_text(run_dir / "fig5b.csv", _csv_text(fig5b, TABLE1_COLUMNS))
 
     md = ["# Evaluation report", ""]
     for k in sorted(meta):
         md.append(f"- **{k}**: {meta[k]}")
+    interval_note = (" Brackets: 95 % bootstrap interval over the test clips." if any(r.get("ci") for r in table1) else "")
+    chance_note = ""
+    if chance:
+        chance_note = (f" Chance (a constant guess): accuracy {100 * chance.get('acc', math.nan):.2f} % (the majority "
+                       f"class's share), balanced accuracy {100 * chance.get('balanced_acc', math.nan):.2f} % "
+                       f"(1 / {chance.get('classes', '?')} classes present). `ground_truth` is the ceiling: the "
+                       f"recordings themselves.")
     md += [
         "",
         "## Table 1: model variants on the test split",
         "",
         "FID / KID on the spectrogram classifier's features (generated vs ground truth); KL = "
         "KL(p_gt ‖ p_gen) of its softmax per clip, averaged; accuracy of its prediction on the "
-        "generated clip against the material label.",
+        "generated clip against the material label." + interval_note + chance_note,
         "",
         _markdown_table(table1, TABLE1_COLUMNS),
         "",
-        "## Table 3: retrieval baseline and sampler steps",
-        "",
-        _markdown_table(table3, TABLE3_COLUMNS),
-        "",
     ]
+    if paired:
+        md += ["### Paired differences (row − baseline on the same test clips)", "",
+               "95 % paired bootstrap interval; *better* / *worse* when it excludes 0, else *tie*.", "",
+               _paired_markdown(paired), ""]
+    md += ["## Table 3: retrieval baselines and sampler steps", "", _markdown_table(table3, TABLE3_COLUMNS), ""]
+    if fig5b:
+        md += ["## Fig. 5b: each component (retrieval by ν throughout)", "", _markdown_table(fig5b, TABLE1_COLUMNS), ""]
     atomic_write_text(paths["md"], "\n".join(md))
     return paths
 
@@ -234,7 +314,8 @@ def read_report(run_dir: str | Path) -> Report:
     def _back(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{c: (math.nan if v is None and c not in ("steps",) else v) for c, v in r.items()} for r in rows]
 
-    return Report(_back(doc["table1"]), _back(doc["table3"]), doc.get("meta", {}))
+    return Report(_back(doc["table1"]), _back(doc["table3"]), doc.get("meta", {}), _back(doc.get("fig5b", [])),
+                  doc.get("paired", []), doc.get("chance", {}))
 
 
 def read_table_csv(path: str | Path) -> list[dict[str, Any]]:

@@ -92,8 +92,9 @@ def pipeline_steps(cfg: Any) -> list[Step]:
             steps.append(Step(f"index-{v}", "index", over, after=(f"diffusion-{v}",)))
             reads[v] = f"index-{v}"
     steps.append(Step("generate", "generate", after=(reads[cfg.diffusion.variant],)))
+    prior = ("prior",) if "modal_residual" in cfg.eval.rows else ()  # Fig. 5b's retrieved (w, gamma)
     steps.append(Step("evaluate", "evaluate",
-                      after=("classifier", "video", *(reads[v] for v in cfg.eval.diffusion_variants))))
+                      after=("classifier", "video", *prior, *(reads[v] for v in cfg.eval.diffusion_variants))))
     return steps
 
 

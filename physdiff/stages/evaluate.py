@@ -26,7 +26,7 @@ is one error naming it and the command that makes it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,16 @@ from physdiff.errors import DataError
 
 @dataclass
 class SplitClips:
-    """One split's clips in shard order: keys, labels (N,), audio (N, T), and the video export's nu / logits."""
+    """One split's clips in shard order: keys, labels (N,), audio (N, T), modes (N, 3, D), the video export's
+    nu / logits, and any extra side-table arrays (``extra["prior/weight"]``, ...)."""
 
     keys: list[str]
     labels: Tensor
     audio: Tensor
     nu: Tensor
     logits: Tensor
+    modes: Tensor
+    extra: dict[str, Tensor] = field(default_factory=dict)
 
 
 def video_tables(cfg: Any) -> dict[str, Path]:
@@ -57,28 +60,31 @@ def video_tables(cfg: Any) -> dict[str, Path]:
     return read_export(upstream_run(cfg, "video"), "video").splits
 
 
-def load_split(cfg: Any, split: str, keys: set[str] | None = None) -> SplitClips:
-    """Clips of ``split`` (only ``keys`` when given) with the video export joined by key."""
+def load_split(cfg: Any, split: str, keys: set[str] | None = None, extra_tables: dict[str, Path] | None = None) -> SplitClips:
+    """Clips of ``split`` (only ``keys`` when given) with the video export (and ``extra_tables``) joined by key."""
     from physdiff.data.reader import make_loader
 
     tables = video_tables(cfg)
     if split not in tables:
         raise DataError(f"the video export has no '{split}' split")
-    ks, labels, audio, nu, logits = [], [], [], [], []
+    side = {"video": tables[split], **(extra_tables or {})}
+    cols: dict[str, list[Any]] = {}
+    ks: list[str] = []
     shards = identity.shards_dir(cfg)
-    for b in make_loader(shards, split, batch_size=64, mode="eval", side_tables={"video": tables[split]}):
+    for b in make_loader(shards, split, batch_size=64, mode="eval", side_tables=side):
         for j, k in enumerate(b["key"]):
             if keys is not None and k not in keys:
                 continue
             ks.append(str(k))
-            labels.append(b["material"][j])
-            audio.append(b["audio"][j])
-            nu.append(b["video/nu"][j])
-            logits.append(b["video/logits"][j])
+            for name in ("material", "audio", "modes", "video/nu", "video/logits",
+                         *[c for c in b if "/" in c and not c.startswith("video/")]):
+                cols.setdefault(name, []).append(torch.as_tensor(b[name][j]))
     if not ks:
         raise DataError(f"no clips in the {split} split under {shards}")
-    return SplitClips(ks, torch.stack(labels).long(), torch.stack(audio).float(), torch.stack(nu).float(),
-                      torch.stack(logits).float())
+    st = {k: torch.stack(v) for k, v in cols.items()}
+    extra = {k: v.float() for k, v in st.items() if "/" in k and not k.startswith("video/")}
+    return SplitClips(ks, st["material"].long(), st["audio"].float(), st["video/nu"].float(), st["video/logits"].float(),
+                      st["modes"].float(), extra)
 
 
 def training_nu(cfg: Any) -> tuple[list[str], Tensor]:
@@ -94,16 +100,16 @@ def training_nu(cfg: Any) -> tuple[list[str], Tensor]:
 
 def required_runs(cfg: Any) -> dict[str, Path]:
     """{label: run folder} of every artifact this evaluation reads; a DataError listing all that are missing."""
-    from physdiff.inference.conditioning import LATENT_NAME
     from physdiff.inference.load import upstream_run
     from physdiff.stages import stage_run_dir
+    from physdiff.stages.rows import ROWS
 
+    unknown = [r for r in cfg.eval.rows if r not in ROWS]
+    if unknown:
+        raise DataError(f"no evaluation row {unknown}; rows: {', '.join(ROWS)}")
     runs: dict[str, Path] = {"classifier": stage_run_dir(cfg, "classifier"), "video": upstream_run(cfg, "video")}
-    for v in cfg.eval.diffusion_variants:
-        vcfg = identity.variant_config(cfg, v)
-        runs[f"diffusion-{v}"] = identity.artifact_dir(vcfg, "diffusion")
-        if LATENT_NAME[v] is not None:
-            runs[f"index-{v}"] = identity.artifact_dir(vcfg, "index")
+    for r in cfg.eval.rows:
+        runs.update(ROWS[r].needs(cfg))
     missing = [(label, path) for label, path in runs.items() if not (path / "DONE.json").is_file()]
     if missing:
         lines = "; ".join(f"{label} ({path})" for label, path in missing)
@@ -113,37 +119,11 @@ def required_runs(cfg: Any) -> dict[str, Path]:
     return runs
 
 
-@dataclass
-class Generated:
-    specs: Tensor  # (N, 1, F, N_frames) normalised log-magnitude
-    audio: Tensor  # (N, T) peak-normalised
-    seconds_per_clip: float
-
-
-def nn_retrieval(cfg: Any, test: SplitClips) -> Generated:
+def nn_retrieval(cfg: Any, test: SplitClips) -> Any:
     """Table 3's baseline: each test clip gets the recorded audio of its nearest training clip by nu."""
-    from physdiff.physics import peak_normalize, spectrogram_target
-    from physdiff.retrieval import query
+    from physdiff.stages.rows import EvalInputs, make_nn_retrieval
 
-    t0 = time.time()
-    keys, nu_train = training_nu(cfg)
-    _d, idx = query(nu_train, test.nu, k=1, chunk_size=cfg.eval.retrieval_chunk_size,
-                    query_batch=cfg.eval.retrieval_query_batch)  # (B, 1)
-    picked = [keys[i] for i in idx[:, 0].tolist()]
-    train = load_split(cfg, "train", set(picked))
-    row = {k: i for i, k in enumerate(train.keys)}
-    audio = train.audio[[row[k] for k in picked]]  # (B, T)
-    specs = spectrogram_target(audio, cfg.audio)  # (B, 1, F, N)
-    return Generated(specs, peak_normalize(audio), (time.time() - t0) / len(picked))
-
-
-def diffusion_variant(synth: Any, test: SplitClips, opts: Any, progress: bool) -> Generated:
-    """Sample every test clip with a diffusion run: test nu -> retrieved latent -> sampler -> Griffin-Lim."""
-    t0 = time.time()
-    cond, _keys, _dist = synth.conditions(test.nu, test.logits)  # (N, C)
-    specs = synth.sample(cond, opts, progress=progress)  # (N, 1, F, N)
-    audio = synth.to_audio(specs)  # (N, T)
-    return Generated(specs, audio, (time.time() - t0) / specs.shape[0])
+    return make_nn_retrieval(EvalInputs(cfg, test, {}, torch.device("cpu")))
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -151,15 +131,16 @@ def diffusion_variant(synth: Any, test: SplitClips, opts: Any, progress: bool) -
 
 def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None = None,
                  progress: bool | None = None, force: bool = False) -> dict[str, Any]:
-    """The ``evaluate`` task stage: Tables 1 and 3 on the test split -> report files + MLflow."""
+    """The ``evaluate`` task stage: Tables 1 and 3 and Fig. 5b on the test split -> report files + MLflow."""
     import dataclasses
 
     from physdiff.data.labels import GREATEST_HITS_MATERIALS
-    from physdiff.eval.metrics import classifier_outputs, compute_metrics
+    from physdiff.eval.bootstrap import LOWER_IS_BETTER, bootstrap, clip_scores
+    from physdiff.eval.metrics import classification_metrics, classifier_outputs
     from physdiff.eval.report import log_report_to_mlflow, table1_row, table3_row, write_report
     from physdiff.inference.load import load_classifier
-    from physdiff.inference.synthesizer import Synthesizer
     from physdiff.physics import peak_normalize, spectrogram_target
+    from physdiff.stages.rows import ROWS, EvalInputs, Generated, make_diffusion
     from physdiff.training.tracking import default_tracking_uri, track_task
 
     progress = cfg.train.progress if progress is None else progress
@@ -178,64 +159,108 @@ def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None 
         tracker.set_tags({f"physdiff.scored.{label}": path.name for label, path in runs.items()})
         clf, clf_info = load_classifier(runs["classifier"], dev)
         test = load_split(cfg, "test")
-        if len(test.keys) < 2:
-            raise DataError(f"the test split has {len(test.keys)} clip(s); FID/KID need at least 2")
+        n = len(test.keys)
+        if n < 2:
+            raise DataError(f"the test split has {n} clip(s); FID/KID need at least 2")
         k = len(GREATEST_HITS_MATERIALS)
         gt_specs = spectrogram_target(test.audio, cfg.audio)  # (N, 1, F, N)
         gt_audio = peak_normalize(test.audio)  # (N, T)
         gt_out = classifier_outputs(clf, gt_specs, e.batch_size, dev)
-        kid_kw = dict(kid_subsets=e.kid_subsets, kid_subset_size=e.kid_subset_size, kid_degree=e.kid_degree,
-                      seed=e.metric_seed)
+        kid = dict(subsets=e.kid_subsets, subset_size=max(2, min(e.kid_subset_size, n // 2)), degree=e.kid_degree)
+        ev = EvalInputs(cfg, test, runs, dev, progress)
+        scores: dict[str, Any] = {}
+        seconds: dict[str, float] = {}
 
-        def score(gen: Generated) -> dict[str, float]:
+        def score(name: str, gen: Generated) -> None:
             outp = classifier_outputs(clf, gen.specs, e.batch_size, dev)
-            return compute_metrics(outp, gt_out, test.labels, k, gen.specs, gt_specs, gen.audio, gt_audio, **kid_kw)
+            scores[name] = clip_scores(outp, gt_out, test.labels, gen.specs, gt_specs, gen.audio, gt_audio)
+            seconds[name] = gen.seconds_per_clip
 
-        print(f"[evaluate] {len(test.keys)} test clips; rows: {', '.join(e.variants)}", flush=True)
-        table1, table3 = [table1_row("ground_truth", score(Generated(gt_specs, gt_audio, 0.0)))], []
-        synths = {v: Synthesizer.from_run(runs[f"diffusion-{v}"], dev, with_video=False,
-                                          index_dir=runs.get(f"index-{v}")) for v in e.diffusion_variants}
-        t1_opts = cfg.sampling
-        cache: dict[tuple, tuple[dict[str, float], float]] = {}
-        for v in e.variants:
+        print(f"[evaluate] {n} test clips; rows: {', '.join(e.rows)}", flush=True)
+        score("ground_truth", Generated(gt_specs, gt_audio, 0.0))
+        for r in e.rows:
             t0 = time.time()
-            if v == "nn_retrieval":
-                gen = nn_retrieval(cfg, test)
-                m = score(gen)
-                table3.append(table3_row("nn_retrieval", "retrieval", None, m, gen.seconds_per_clip))
-            else:
-                gen = diffusion_variant(synths[v], test, t1_opts, progress)
-                m = score(gen)
-                cache[(v, t1_opts.sampler, t1_opts.steps, t1_opts.eta)] = (m, gen.seconds_per_clip)
-            table1.append(table1_row(v, m))
-            print(f"[evaluate] {v}: " + ", ".join(f"{n} {x:.4g}" for n, x in m.items()) + f" ({time.time() - t0:.0f} s)",
-                  flush=True)
-
-        if "ours" in synths:  # Table 3: sampler steps (DDIM, eta 0) against ancestral DDPM over all T
-            T = synths["ours"].num_timesteps
-            settings = [("ddim", s, 0.0) for s in e.ddim_steps if s <= T] + ([("ddpm", 0, 1.0)] if e.table3_ddpm else [])
+            score(r, ROWS[r].make(ev))
+            print(f"[evaluate] {r}: {time.time() - t0:.0f} s", flush=True)
+        # Table 3's sampler settings of "ours" (DDIM at each step count, eta 0; ancestral DDPM over all T)
+        t3_settings: list[tuple[str, str, int, float]] = []
+        if "ours" in e.rows:
+            T = ev.synthesizer("ours").num_timesteps
+            settings = [("ddim", st, 0.0) for st in e.ddim_steps if st <= T] + ([("ddpm", 0, 1.0)] if e.table3_ddpm else [])
             for sampler, steps, eta in settings:
-                key = ("ours", sampler, steps, eta)
-                if key not in cache:
-                    opts = dataclasses.replace(t1_opts, sampler=sampler, steps=steps, eta=eta)
-                    gen = diffusion_variant(synths["ours"], test, opts, progress)
-                    cache[key] = (score(gen), gen.seconds_per_clip)
-                m, spc = cache[key]
-                table3.append(table3_row("ours", sampler, steps or T, m, spc))
-                print(f"[evaluate] ours {sampler.upper()}-{steps or T}: fid {m['fid']:.4g}, acc {m['acc']:.3f} "
-                      f"({spc:.3f} s/clip)", flush=True)
+                name = f"ours:{sampler}-{steps or T}"
+                same = (sampler, steps, eta) == (cfg.sampling.sampler, cfg.sampling.steps, cfg.sampling.eta)
+                if same:
+                    scores[name], seconds[name] = scores["ours"], seconds["ours"]
+                else:
+                    vcfg = cfg.copy({"sampling.sampler": sampler, "sampling.steps": steps, "sampling.eta": eta})
+                    score(name, make_diffusion("ours")(EvalInputs(vcfg, test, runs, dev, progress, ev.cache)))
+                t3_settings.append((name, sampler, steps or T, eta))
+                print(f"[evaluate] ours {sampler.upper()}-{steps or T}: {seconds[name]:.3f} s/clip", flush=True)
 
-        T1 = next(iter(synths.values())).num_timesteps if synths else 0
-        meta = {"preset": cfg.preset, "config_hash": rhash, "test_clips": len(test.keys),
-                "table1_sampler": t1_opts.describe(T1) if synths else "",
+        t_boot = time.time()
+        boot = bootstrap(scores, reps=max(e.bootstrap, 2), set_reps=min(e.bootstrap_set, max(e.bootstrap, 2)),
+                         seed=e.metric_seed, kid=kid, level=e.ci_level)
+        print(f"[evaluate] bootstrap: {e.bootstrap} resamples of the {n} clips ({time.time() - t_boot:.0f} s)", flush=True)
+
+        def row_metrics(name: str) -> dict[str, Any]:
+            m = dict(boot.point[name])
+            m["ci"] = {c: list(boot.interval(name, c)) for c in LOWER_IS_BETTER} if e.bootstrap else {}
+            return m
+
+        def t1(name: str) -> dict[str, Any]:
+            m = row_metrics(name)
+            ci = m.pop("ci")
+            row = table1_row(name, m)
+            if ci:
+                row["ci"] = ci
+            return row
+
+        table1 = [t1("ground_truth")] + [t1(r) for r in e.variants]
+        fig5b = [t1(r) for r in e.fig5b]
+        table3 = []
+        for r in e.table3:
+            m = row_metrics(r)
+            ci = m.pop("ci")
+            row = table3_row(r, "retrieval", None, m, seconds[r])
+            if ci:
+                row["ci"] = ci
+            table3.append(row)
+        for name, sampler, steps, _eta in t3_settings:
+            m = row_metrics(name)
+            ci = m.pop("ci")
+            row = table3_row("ours", sampler, steps, m, seconds[name])
+            if ci:
+                row["ci"] = ci
+            table3.append(row)
+        paired = []
+        if "ours" in scores and e.bootstrap:
+            for other in [r for r in (*e.variants, *e.table3, *e.fig5b) if r != "ours"]:
+                if any(p["baseline"] == other for p in paired):
+                    continue
+                for metric in LOWER_IS_BETTER:
+                    d, lo, hi = boot.paired("ours", other, metric)
+                    paired.append({"row": "ours", "baseline": other, "metric": metric, "diff": d, "lo": lo, "hi": hi,
+                                   "verdict": boot.verdict("ours", other, metric)})
+        cm = classification_metrics(torch.nn.functional.one_hot(test.labels, k).double(), test.labels)
+        chance = {"acc": cm["chance_acc"], "balanced_acc": cm["chance_balanced_acc"],
+                  "classes": int(round(1 / cm["chance_balanced_acc"]))}
+        T1 = ev.synthesizer(next(iter(e.diffusion_variants))).num_timesteps if e.diffusion_variants else 0
+        meta = {"preset": cfg.preset, "config_hash": rhash, "test_clips": n,
+                "table1_sampler": cfg.sampling.describe(T1) if T1 else "",
+                "fid": f"on {n} test clips x {gt_out.features.shape[1]}-d classifier features",
+                "kid": f"{kid['subsets']} subsets of {kid['subset_size']} clips, polynomial degree {kid['degree']}",
+                "intervals": (f"{int(100 * e.ci_level)} % percentile bootstrap over the {n} test clips, {e.bootstrap} "
+                              f"resamples ({min(e.bootstrap_set, e.bootstrap)} for FID / KID)") if e.bootstrap else "none",
                 "classifier": clf_info.get("backbone"), "classifier_run": runs["classifier"].name,
                 "classifier_train_clips": clf_info.get("train_clips"), "device": str(dev),
                 "runs": {label: path.name for label, path in runs.items()}, "seconds": round(time.time() - t_start, 1)}
-        paths = write_report(run_dir, table1, table3, meta)
+        paths = write_report(run_dir, table1, table3, meta, fig5b=fig5b, paired=paired, chance=chance)
         if tracker.run_id:
             log_report_to_mlflow(run_dir, tracker.run_id, default_tracking_uri(cfg))
         done = {"stage": "evaluate", "run_dir": str(run_dir), "report": {k2: str(p) for k2, p in paths.items()},
-                "mlflow_run_id": tracker.run_id, "table1": table1, "table3": table3, "meta": meta}
+                "mlflow_run_id": tracker.run_id, "table1": table1, "table3": table3, "fig5b": fig5b,
+                "paired": paired, "chance": chance, "meta": meta}
         write_done(run_dir, done)
     print(paths["md"].read_text(), flush=True)
     print(f"[evaluate] report: {paths['md']}", flush=True)

@@ -48,6 +48,18 @@ def test_report_has_every_row_and_metric_and_is_logged(debug_data: dict, runs: d
     assert ours1["fid"] == rep.table3[1]["fid"]
     nn1 = next(r for r in rep.table1 if r["variant"] == "nn_retrieval")
     assert nn1["spec_mse"] == rep.table3[0]["spec_mse"]
+    # Fig. 5b: the retrieved physics alone, with the residual, and the full model (the same numbers as Table 1)
+    assert [r["variant"] for r in rep.fig5b] == list(cfg.eval.fig5b) == ["modal", "modal_residual", "ours"]
+    assert rep.fig5b[2]["fid"] == ours1["fid"] and rep.fig5b[0]["spec_mse"] != rep.fig5b[1]["spec_mse"]
+    # Every metric of every row carries a bootstrap interval around its value; ours is paired with every other row.
+    for r in [*rep.table1, *rep.table3, *rep.fig5b]:
+        for m in ("fid", "kid_mean", "kl", "acc", "balanced_acc", "spec_mse", "mrstft"):
+            lo, hi = r["ci"][m]
+            assert lo <= r[m] + 1e-9 and r[m] <= hi + 1e-9, (r.get("variant", r.get("method")), m, lo, r[m], hi)
+    baselines = {p["baseline"] for p in rep.paired}
+    assert baselines == {"nn_retrieval", "video", "video_label", "video_spec", "modal", "modal_residual"}
+    assert {p["verdict"] for p in rep.paired} <= {"better", "worse", "tie"}
+    assert 0 < rep.chance["balanced_acc"] <= 1 and "FID" not in rep.meta["fid"] and "classifier features" in rep.meta["fid"]
     assert len(read_table_csv(tmp_path / "eval" / "table1.csv")) == len(rep.table1)
     md = (tmp_path / "eval" / "report.md").read_text()
     assert all(v in md for v in cfg.eval.variants) and "Table 3" in md
