@@ -20,7 +20,9 @@ def write_video_export(run_dir: Path, shard_root: Path, nu_dim: int, seed: int, 
     k = len(GREATEST_HITS_MATERIALS)
     proj = torch.randn(k, nu_dim, generator=torch.Generator().manual_seed(0))  # (K, D): the fixed projection
     out = ExportWriter(run_dir, "video", feature_dim=nu_dim, producer=producer)
-    for split in ("train", "test"):
+    from physdiff.data.layout import SPLITS
+
+    for split in SPLITS:
         keys, labels = [], []
         for b in make_loader(shard_root, split, batch_size=8, mode="eval"):
             keys += list(b["key"])

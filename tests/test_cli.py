@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PHYSDIFF = Path(sys.executable).parent / "physdiff"  # what `pip install -e .` put beside the interpreter
-SUBCOMMANDS = ("synth", "shards", "launch", "generate", "edit", "mlflow", "sheets", "sbatch")
+SUBCOMMANDS = ("synth", "shards", "launch", "generate", "edit", "mlflow", "sheets", "sbatch", "listen")
 SCRIPTS = ("cluster/launch.py", "cluster/generate.py", "cluster/edit.py", "cluster/mlflow_server.py",
            "shards/synth.py", "shards/build.py", "shards/world_sheets.py", "sweeps/residual_dims.py")
 
@@ -24,7 +24,9 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def _no_issue_numbers(text: str) -> None:
-    assert not re.search(r"\[\d+/\d+\]|\bissue\b", text, re.I), re.search(r".*(\[\d+/\d+\]|issue).*", text, re.I)[0]
+    # internal issue references such as "[3/8]" or "issue 13" (the verb "issue" is fine)
+    hit = re.search(r"\[\d+/\d+\]|\bissues?\s*#?\d", text, re.I)
+    assert not hit, text[max(0, hit.start() - 80): hit.end() + 80]
 
 
 def test_console_script_and_module_entry() -> None:
@@ -36,8 +38,9 @@ def test_console_script_and_module_entry() -> None:
             assert f"  {sub} " in p.stdout, (sub, p.stdout)
         _no_issue_numbers(p.stdout)
     p = _run([str(PHYSDIFF), "nope"])
-    assert p.returncode == 2 and p.stderr.strip() == "error: unknown command 'nope'; commands: " + ", ".join(
-        ["synth", "shards", "launch", "generate", "edit", "sweep", "mlflow", "sheets", "sbatch"])
+    from physdiff.cli import COMMANDS
+
+    assert p.returncode == 2 and p.stderr.strip() == "error: unknown command 'nope'; commands: " + ", ".join(COMMANDS)
 
 
 @pytest.mark.parametrize("sub", [*SUBCOMMANDS, "sweep residual-dims"])
@@ -72,7 +75,7 @@ def test_stage_all_dry_run_prints_the_slurm_chain_and_writes_nothing(tmp_path: P
     assert set(steps) == {"world", "shards", "classifier-world", "classifier-shards", "prior", "video", "classifier",
                           "diffusion-video", "diffusion-ours", "index-ours", "generate", "evaluate"}, steps
     assert steps["diffusion-ours"] == "prior, video" and steps["diffusion-video"] == "video"
-    assert steps["classifier"] == "classifier-shards" and steps["evaluate"] == "classifier, video, diffusion-video, index-ours"
+    assert steps["classifier"] == "classifier-shards" and steps["evaluate"] == "classifier, video, prior, diffusion-video, index-ours"
     assert out.count("#SBATCH --job-name=physdiff-") == len(steps)
     assert "#SBATCH --dependency=afterok:prior:video" in out and "#SBATCH --gpus-per-node=8" in out
     assert not data.exists(), sorted(str(p) for p in data.rglob("*"))  # a dry run writes nothing

@@ -65,13 +65,14 @@ def parse_edits(pairs: list[str], blob: str | None) -> dict[str, Any]:
 def find_clip(cfg: Any, key: str) -> tuple[dict[str, Any], str]:
     """The shard batch entry of clip ``key`` (audio, modes, priors, nu) and its split."""
     from physdiff.artifacts import read_export
+    from physdiff.data.layout import SPLITS
     from physdiff.data.reader import make_loader
     from physdiff.identity import shards_dir
     from physdiff.inference.load import upstream_run
 
     prior = read_export(upstream_run(cfg, "prior"), "prior").splits
     video = read_export(upstream_run(cfg, "video"), "video").splits
-    for split in ("train", "test"):
+    for split in SPLITS:
         if split not in prior or split not in video:
             continue
         for b in make_loader(shards_dir(cfg), split, batch_size=64, mode="eval",
@@ -79,7 +80,7 @@ def find_clip(cfg: Any, key: str) -> tuple[dict[str, Any], str]:
             if key in b["key"]:
                 j = list(b["key"]).index(key)
                 return {k: (v[j : j + 1] if hasattr(v, "shape") else [v[j]]) for k, v in b.items()}, split
-    raise DataError(f"clip {key!r} is in neither the train nor the test shards under {shards_dir(cfg)}")
+    raise DataError(f"clip {key!r} is in none of the {'/'.join(SPLITS)} shards under {shards_dir(cfg)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,7 +124,7 @@ def plan_build(source: str | Path, cfg: Any) -> Plan:
     if not ids:
         raise DataError(f"no Greatest Hits files (<id>_times.txt, <id>_denoised.mp4, ...) in {source}")
     split_files = layout.read_split_files(source)
-    per_split: dict[str, list[tuple[str, int]]] = {s: [] for s in layout.SPLITS}
+    per_split: dict[str, list[tuple[str, int, int]]] = {s: [] for s in layout.SPLITS}  # (video, selected, annotated)
     plan = Plan(str(source), [])
     plan.annotated = {s: 0 for s in layout.SPLITS}
     for vid in ids:
@@ -148,16 +148,21 @@ def plan_build(source: str | Path, cfg: Any) -> Plan:
             plan.unassigned += [Skip(vid, b.line, reason, str(v.times), "filtered") for b in bad]
             plan.annotated["unassigned"] = plan.annotated.get("unassigned", 0) + n_annot
             continue
-        plan.annotated[split] += n_annot
         n_sel = sum(layout.subset_reason(e, sc.subset) is None for e in events)
-        per_split[split].append((vid, n_sel))
+        per_split[split].append((vid, n_sel, n_annot))
+    # The validation split: a share of the training videos, by video (layout.validation_videos).
+    held = layout.validation_videos([v for v, _, _ in per_split["train"]], sc.val_fraction)
+    per_split[layout.VALIDATION] = [t for t in per_split["train"] if t[0] in held]
+    per_split["train"] = [t for t in per_split["train"] if t[0] not in held]
+    for split, vids in per_split.items():
+        plan.annotated[split] += sum(n for _, _, n in vids)
     # Group: accumulate videos until the group holds ~shards_per_task full shards of selected events.
     target = max(1, sc.samples_per_shard * sc.shards_per_task)
     for split, vids in per_split.items():
         group: list[str] = []
         count = 0
         index = 0
-        for vid, n_sel in vids:
+        for vid, n_sel, _ in vids:
             group.append(vid)
             count += n_sel
             if count >= target:

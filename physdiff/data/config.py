@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from physdiff.configlib import nonsemantic
+from physdiff.configlib import ConfigError, nonsemantic
 
 
 @dataclass
@@ -19,6 +19,8 @@ class ShardsConfig:
     # samples_per_shard * shards_per_task selected events; each video is decoded by one task only.
     shards_per_task: int = 4
     test_fraction: float = 0.2  # deterministic split by video-id hash, used only without train.txt/test.txt
+    # the validation split: this share of the training videos (by video), for every selection; 0 = none
+    val_fraction: float = 0.1
     physics_batch: int = nonsemantic(64)  # clips per estimate_modes call
     workers: int = nonsemantic(1)
 
@@ -26,6 +28,11 @@ class ShardsConfig:
         "tiny": {"frame_size": 64, "samples_per_shard": 16},
         "debug": {"frame_size": 32, "samples_per_shard": 8},
     }
+
+    def validate(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError(f"shards.val_fraction and shards.test_fraction must be in [0, 1), got "
+                              f"{self.val_fraction}, {self.test_fraction}")
 
 
 @dataclass

@@ -26,7 +26,13 @@ SUFFIX_TIMES = "_times.txt"
 SUFFIX_WAV = "_denoised.wav"
 SUFFIX_VIDEO = "_denoised.mp4"
 SUFFIX_THUMB = "_denoised_thumb.mp4"
-SPLITS = ("train", "test")
+# The splits of a shard folder. train.txt / test.txt (the dataset's own files) name train and test; the
+# validation split is carved by video from the training videos when the shards are built
+# (``shards.val_fraction``): every selection (best epoch, learning rate, checkpoint) is made on it, so the
+# test split is touched only by the final report.
+SPLITS = ("train", "val", "test")
+SOURCE_SPLITS = ("train", "test")
+VALIDATION = "val"
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ def read_split_files(source: str | Path) -> dict[str, str] | None:
     An id listed in both files is an error (the split would leak test clips into training).
     """
     source = Path(source)
-    files = {s: source / f"{s}.txt" for s in SPLITS}
+    files = {s: source / f"{s}.txt" for s in SOURCE_SPLITS}
     if not any(f.exists() for f in files.values()):
         return None
     out: dict[str, str] = {}
@@ -161,6 +167,17 @@ def hash_split(video_id: str, test_fraction: float = 0.2) -> str:
     """Deterministic split by video id (no split files): sha1 of the id, so it is stable across runs and machines."""
     h = int.from_bytes(hashlib.sha1(video_id.encode()).digest()[:8], "big") / 2**64
     return "test" if h < test_fraction else "train"
+
+
+def validation_videos(train_ids: list[str], fraction: float) -> set[str]:
+    """The training videos held out as the validation split: ``round(fraction * n)`` of them (at least one when
+    there are two or more and ``fraction`` > 0), the ones whose salted sha1 is smallest, so the choice is
+    stable across runs, machines and the order the videos are listed in."""
+    if fraction <= 0 or len(train_ids) < 2:
+        return set()
+    k = min(len(train_ids) - 1, max(1, int(round(fraction * len(train_ids)))))
+    ranked = sorted(train_ids, key=lambda v: hashlib.sha1(f"val/{v}".encode()).digest())
+    return set(ranked[:k])
 
 
 def subset_reason(event: Event, subset: str) -> str | None:

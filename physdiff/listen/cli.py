@@ -1,12 +1,12 @@
 """``physdiff listen``: the paper's human listening study (Table 2) as a command.
 
-    python -m physdiff.listen create --study studies/s1 \\
+    physdiff listen create --study studies/s1 \\
         --run ours=data/runs/generate-ours-1a2b --run video=data/runs/generate-video-3c4d \\
         --run video_label=data/runs/generate-video_label-5e6f [--reference] [--max-videos 20] [--seed 0]
-    python -m physdiff.listen serve  --study studies/s1                        # http://127.0.0.1:8000/
-    python -m physdiff.listen serve  --study studies/s1 --host 0.0.0.0 --port 8080 --invite-only
-    python -m physdiff.listen invite --study studies/s1 --count 20 --base-url https://study.example.org
-    python -m physdiff.listen report --study studies/s1 [--json report.json]  # Table 2 (or: --report)
+    physdiff listen serve  --study studies/s1                        # http://127.0.0.1:8000/
+    physdiff listen serve  --study studies/s1 --host 0.0.0.0 --port 8080 --invite-only
+    physdiff listen invite --study studies/s1 --count 20 --base-url https://study.example.org
+    physdiff listen report --study studies/s1 [--json report.json]  # Table 2 (or: --report)
 
 Bad input (a missing or unfinished run, runs with no common video, a busy port, a damaged answers
 database) prints one ``error: ...`` line and exits 2. Details and how to run a study with real

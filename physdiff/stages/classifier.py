@@ -13,7 +13,7 @@ weights), so the evaluate stage only loads it:
   (:mod:`physdiff.eval.spec_augment`, ``classifier.aug_*``): without it the classifier memorises the
   training videos' rooms and objects instead of material. AdamW (``classifier.lr``,
   ``classifier.weight_decay``) on a per-step cosine schedule; no gradient clipping;
-- evaluation: held-out accuracy and balanced accuracy on its data's held-out split;
+- evaluation: accuracy and balanced accuracy on its data's validation split (the checkpoint is chosen there);
 - export: the weights (``export/model.safetensors``) and what it was trained on.
 
     physdiff launch --stage classifier --local --preset tiny
@@ -29,13 +29,14 @@ import torch
 from torch import nn
 
 from physdiff.data.labels import GREATEST_HITS_MATERIALS
+from physdiff.data.layout import VALIDATION
 from physdiff.errors import DataError
 from physdiff.eval.metrics import classification_metrics
 from physdiff.physics.spectral import spectrogram_target
 from physdiff.stages.base import ShardRecipe
 from physdiff.training.recipe import EvalContext
 
-EVAL_SPLIT = "test"
+EVAL_SPLIT = VALIDATION  # every selection on the validation split; test is only for the report
 
 
 class ClassifierRecipe(ShardRecipe):
@@ -61,6 +62,10 @@ class ClassifierRecipe(ShardRecipe):
                            seed=cfg.seed, epoch=epoch, num_workers=0, batches_per_epoch=batches,
                            shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt,
                            rank=rank, world_size=world_size)
+
+    def selection(self, cfg: Any) -> tuple[str, str]:
+        """Balanced accuracy on its validation split picks the checkpoint the metrics use."""
+        return "val/balanced_acc", "max"
 
     # ------------------------------------------------------------------ model and optimisation
     def build_model(self, cfg: Any) -> nn.Module:

@@ -15,7 +15,7 @@ Recipe for the engine (:mod:`physdiff.training.trainer`); run it with the launch
   ("ours" = mu + nu, "video" = nu, "video_label" = nu + class, "video_spec" = nu + spectrogram latent);
 - loss: eq. 8, L1 on the noise, t ~ U{0..T-1} over the cosine schedule, with the condition replaced
   by the learned null condition with probability ``diffusion.cond_dropout`` (classifier-free guidance);
-- evaluation (rank 0, held-out ``test`` split): the denoising loss on a fixed grid of timesteps with a
+- evaluation (rank 0, the validation split): the denoising loss on a fixed grid of timesteps with a
   fixed per-clip noise (comparable across evaluations and runs), with the condition and with the null
   condition (their difference is what the condition is worth), and a few DDIM samples with the clips'
   ground-truth mu and nu written as figures (real | generated) and Griffin-Lim WAVs for MLflow;
@@ -37,13 +37,14 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from physdiff.data.layout import VALIDATION
 from physdiff.errors import DataError
 from physdiff.inference.conditioning import LATENT_NAME, condition_inputs, condition_latent
 from physdiff.physics.spectral import spectrogram_target, spectrogram_to_audio
 from physdiff.stages.base import ShardRecipe, check_export_count, upstream_tables
 from physdiff.training.recipe import EvalContext
 
-EVAL_SPLIT = "test"
+EVAL_SPLIT = VALIDATION  # every selection on the validation split; test is only for the report
 
 
 # ----------------------------------------------------------------------------- the recipe

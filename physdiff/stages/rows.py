@@ -62,7 +62,7 @@ class EvalInputs:
         """The training clip key nearest to each test clip by ν (Euclidean), in test order (cached)."""
         if "retrieved" not in self.cache:
             from physdiff.retrieval import query
-            from physdiff.stages.evaluate import training_nu
+            from physdiff.stages.clips import training_nu
 
             keys, nu_train = training_nu(self.cfg)
             _d, idx = query(nu_train, self.test.nu, k=1, chunk_size=self.cfg.eval.retrieval_chunk_size,
@@ -121,7 +121,7 @@ def make_diffusion(variant: str) -> Callable[[EvalInputs], Generated]:
 
 
 def _training_clips(ev: EvalInputs, keys: list[str], tables: dict[str, Any] | None = None) -> Any:
-    from physdiff.stages.evaluate import load_split
+    from physdiff.stages.clips import load_split
 
     return load_split(ev.cfg, "train", set(keys), extra_tables=tables)
 

@@ -9,7 +9,7 @@ Recipe for the engine (:mod:`physdiff.training.trainer`):
   the clips' material labels in the dataset's full label set (17 Greatest Hits classes);
 - loss: cross-entropy of the material logits, after augmentation on tensors (random resized crop, flip,
   colour jitter) drawn once per clip and applied to all its frames (:mod:`physdiff.data.augment`);
-- evaluation on the held-out split: loss, accuracy, balanced accuracy (mean per-class recall over the
+- evaluation on the validation split: loss, accuracy, balanced accuracy (mean per-class recall over the
   classes present) and their chance levels (the majority class's share; 1 / classes present), plus a
   confusion matrix figure;
 - export (:mod:`physdiff.artifacts`): the weights, and nu (the time-averaged pooled features, (N, D_nu)),
@@ -21,7 +21,8 @@ Recipe for the engine (:mod:`physdiff.training.trainer`):
     python cluster/launch.py --stage video --cpu --procs 2 --preset debug  # 2 gloo processes (torchrun)
     python cluster/launch.py --stage video --gpus 8                        # SLURM, 1 node x 8 GPUs
 
-The held-out split is ``test`` (the dataset has no separate validation split).
+The held-out split is the validation split (``val``, carved by video from the training videos at shard
+build time); the test split is left to the final report.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ import torch
 from torch import nn
 
 from physdiff.data.labels import GREATEST_HITS_MATERIALS
+from physdiff.data.layout import VALIDATION
 from physdiff.errors import DataError
 from physdiff.eval.metrics import classification_metrics
 from physdiff.stages.base import ShardRecipe, check_export_count
 from physdiff.training.recipe import EvalContext
 
-EVAL_SPLIT = "test"
+EVAL_SPLIT = VALIDATION  # every selection on the validation split; test is only for the report
 
 
 class VideoRecipe(ShardRecipe):
@@ -53,6 +55,10 @@ class VideoRecipe(ShardRecipe):
         if int(nf) != cfg.video.num_frames:
             raise DataError(f"shards {self.shard_root} hold {nf} frames per clip but video.num_frames is "
                             f"{cfg.video.num_frames} (TSM is built for it): rebuild the shards or change the config")
+
+    def selection(self, cfg: Any) -> tuple[str, str]:
+        """Material recognition on the validation split's videos picks the exported weights."""
+        return "val/balanced_acc", "max"
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self, cfg: Any) -> nn.Module:
@@ -200,7 +206,7 @@ def _write_confusion(media_dir: Path, conf: torch.Tensor, epoch: int) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"video classifier, held-out, epoch {epoch}", fontsize=8)
+    ax.set_title(f"video classifier, validation split, epoch {epoch}", fontsize=8)
     fig.tight_layout()
     fig.savefig(media_dir / "confusion.png", dpi=80)
     plt.close(fig)

@@ -29,7 +29,8 @@ class TrainConfig:
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
     ema_decay: float = 0.0  # 0 disables EMA weights
     deterministic: bool = True  # torch.use_deterministic_algorithms (CPU runs are bitwise reproducible)
-    eval_every: int = nonsemantic(1)  # evaluate every N epochs (and after the last)
+    eval_every: int = 1  # evaluate every N epochs (and after the last); semantic: it decides which epoch is selected
+    patience: int = 0  # stop after this many evaluations without a better selection metric (0 = never)
     eval_batches: int = nonsemantic(0)  # 0 -> the whole validation split
     checkpoint_every: int = nonsemantic(500)  # optimiser steps; also at every epoch end and on a stop signal
     keep_checkpoints: int = nonsemantic(3)

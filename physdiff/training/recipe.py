@@ -66,6 +66,15 @@ class Recipe:
         """The lr schedule and when it steps ("epoch" or "step"): lr x ``train.lr_decay`` per epoch by default."""
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.train.lr_decay), "epoch"
 
+    def selection(self, cfg: Any) -> tuple[str, str] | None:
+        """The validation metric that picks the exported weights, and its direction: e.g. ("val/acc", "max").
+
+        None (the default): the last epoch's weights are exported. With a metric, the engine keeps the best
+        evaluation's weights (physdiff.training.best) and stops after ``train.patience`` evaluations without
+        improvement.
+        """
+        return None
+
     def eval_every(self, cfg: Any) -> int:
         """Evaluate every N epochs: ``<stage section>.eval_every`` when set (> 0), else ``train.eval_every``.
 

@@ -46,6 +46,7 @@ from physdiff.artifacts import DONE, ExportWriter, write_done
 from physdiff.errors import PhysdiffError
 from physdiff.training import checkpoint as ck
 from physdiff.training.distributed import all_reduce_max, all_reduce_mean, barrier, broadcast_int, make_accelerator
+from physdiff.training.best import BestKeeper
 from physdiff.training.ema import EMA
 from physdiff.training.recipe import EvalContext, Recipe
 from physdiff.training.signals import NONE, REQUEUE, STOP, StopFlag
@@ -181,6 +182,9 @@ def train(
     flag = stop_flag or StopFlag().install()
     n_epochs = recipe.num_epochs(cfg)
     eval_every = recipe.eval_every(cfg)
+    selection = recipe.selection(cfg)  # (metric, "min" | "max") on the validation split, or None
+    keeper = BestKeeper(run_dir, *selection) if (selection and is_main) else None
+    stop_early = False
     accum = tc.grad_accum
     clip_at = recipe.grad_clip(cfg)
     clip_grads = clip_at > 0
@@ -302,16 +306,25 @@ def train(
                 scheduler.step()
             epoch, cursor = epoch + 1, 0
             if epoch % eval_every == 0 or epoch == n_epochs:
+                want_stop = 0
                 if is_main:
                     ev = _evaluate(recipe, raw, ema, cfg, run_dir, epoch, step)
                     metrics.update(ev)
+                    if keeper is not None:
+                        keeper.update(ev, _eval_model(raw, ema), epoch, step)
+                        want_stop = int(keeper.should_stop(tc.patience) and epoch < n_epochs)
                     if tracker:
                         tracker.log_metrics(ev, step, epoch)
                         tracker.log_artifacts(run_dir / "media" / f"epoch_{epoch:04d}", f"media/epoch_{epoch:04d}")
+                stop_early = bool(broadcast_int(want_stop, device))  # every rank stops at the same epoch
                 barrier()
             last_ckpt = save("epoch")
             if is_main and report_fn is not None:
                 report_fn(dict(metrics, epoch=epoch, step=step), last_ckpt)
+            if stop_early:
+                print(f"[{recipe.name}] early stop at epoch {epoch}: {keeper.key if keeper else 'the selection metric'} "
+                      f"did not improve for {tc.patience} evaluations", file=sys.stderr)
+                break
     except SystemExit:
         # Ray Tune stops a trial (e.g. ASHA) by raising SystemExit from report_fn: not a failure.
         if tracker:
@@ -331,12 +344,17 @@ def train(
     if status == "finished":
         if is_main:
             export_model = _eval_model(raw, ema)
+            if keeper is not None and keeper.has_best:
+                export_model = copy.deepcopy(export_model)
+                keeper.load_into(export_model)  # the export describes the epoch selected on the validation split
             export_model.eval()
-            out = ExportWriter(run_dir, recipe.name, run_hash=rhash, step=step, epoch=epoch)
+            out = ExportWriter(run_dir, recipe.name, run_hash=rhash, step=step, epoch=epoch,
+                               selected=keeper.record if keeper is not None else None)
             out.weights(export_model.state_dict(), ema=str(ema is not None))
             recipe.export(export_model, cfg, out)
             exports = out.finish()
             done = {"stage": recipe.name, "run_hash": rhash, "step": step, "epoch": epoch, "metrics": metrics,
+                    "selected": keeper.record if keeper is not None else None, "stopped_early": stop_early,
                     "mlflow_run_id": mlflow_id, "exports": exports, "world_size": world, "time": time.time()}
             write_done(run_dir, done)
             if tracker:

