@@ -17,15 +17,23 @@ Audio is stored as 24-bit integers with a per-clip gain (``meta["audio_gain"]``,
 resampled clip peaks above full scale), so ``encode_audio`` -> ``decode_audio`` returns exactly
 ``quantize_audio(x)``; the modes are estimated from that quantised clip, so they describe the
 stored audio. Nothing is pickled: arrays are ``.npy`` read with ``allow_pickle=False``.
+
+Frames are written with PIL (libjpeg-turbo, 4:2:0) and decoded with ``torchvision.io.decode_jpeg``
+(libjpeg-turbo on the CPU, nvjpeg in one batched call on a GPU): ``decode_frame_batch`` gives the
+reader's (B, F, 3, H, W) uint8 with channels-last storage. On the shards' frames the CPU decode is
+bit-identical to PIL's (tests/data/test_reader.py states the measured difference).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from typing import Any
+import math
+from itertools import accumulate
+from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from physdiff.errors import DataError
 
@@ -94,23 +102,123 @@ def encode_frames(frames: list[np.ndarray], quality: int) -> tuple[bytes, list[i
     return b"".join(parts), [len(p) for p in parts]
 
 
-def decode_frames(data: bytes, lengths: list[int]) -> np.ndarray:
-    """Concatenated JPEGs + their lengths -> (F, H, W, 3) uint8."""
-    if sum(lengths) != len(data):
-        raise ValueError(f"frame lengths sum to {sum(lengths)} bytes, member holds {len(data)}")
-    out, pos = [], 0
-    for n in lengths:
-        out.append(decode_jpeg(data[pos : pos + n]))
-        pos += n
-    return np.stack(out)
+def frame_jpegs(data: bytes, lengths: Sequence[int]) -> list[torch.Tensor]:
+    """Concatenated JPEGs + their lengths -> F 1-D uint8 tensors (views of one copy of ``data``).
+
+    The input format of ``torchvision.io.decode_jpeg``. Raises ValueError when the lengths do not
+    tile the member exactly (a frames member that does not match its metadata is corrupt).
+    """
+    if sum(lengths) != len(data) or any(int(n) <= 0 for n in lengths):
+        raise ValueError(f"frame lengths {list(lengths)[:3]}... sum to {sum(lengths)} bytes, member holds {len(data)}")
+    # bytearray: torch.frombuffer wants a writable buffer (decode_jpeg never writes to it); one copy
+    # of ~190 kB per clip, ~1 % of the decode.
+    buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)  # (sum(lengths),)
+    ends = list(accumulate(int(n) for n in lengths))
+    return [buf[e - int(n) : e] for e, n in zip(ends, lengths)]
+
+
+def _decode_jpegs(jpegs: list[torch.Tensor], device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """torchvision's libjpeg-turbo (CPU) or nvjpeg (CUDA, one batched call) -> F x (3, H, W) uint8."""
+    from torchvision.io import ImageReadMode, decode_jpeg as tv_decode_jpeg
+
+    out = tv_decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device)  # RGB: grey JPEGs expand, as PIL's convert
+    return out if isinstance(out, list) else [out]
+
+
+def shared_uint8(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor, in shared memory when inside a DataLoader worker.
+
+    A worker's batch travels to the main process through shared memory; a tensor already there is
+    sent as a handle, while any other is first copied there (3.3 MB per 224 px clip). This is what
+    torch's ``default_collate`` does for the same reason.
+    """
+    from torch.utils.data import get_worker_info
+
+    n = math.prod(shape)
+    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+    if get_worker_info() is None or new_shared is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    return torch.empty(0, dtype=torch.uint8).set_(new_shared(n)).view(shape)
+
+
+def decoded_frames(data: bytes, lengths: Sequence[int]) -> list[torch.Tensor]:
+    """One clip's frames member -> F x (H, W, 3) uint8, the decoder's own buffers (no copy yet).
+
+    Decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo) in one list call. Raises ValueError
+    (layout) or RuntimeError (the decoder: not a JPEG, truncated) for a corrupt member.
+    """
+    imgs = _decode_jpegs(frame_jpegs(data, lengths))  # F x (3, H, W), views of HWC buffers
+    shape = imgs[0].shape
+    if shape[0] != 3 or any(im.shape != shape for im in imgs):
+        raise ValueError(f"frames differ in size or channels: {sorted({tuple(im.shape) for im in imgs})}")
+    return [im.permute(1, 2, 0) for im in imgs]  # F x (H, W, 3): contiguous, as decoded
+
+
+def stack_frames(hwc: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """F x (H, W, 3) -> (F, H, W, 3), written into ``out`` when given (e.g. one clip's row of a
+    shared-memory batch buffer: the only copy a decoded frame makes on its way to the batch)."""
+    if out is None:
+        return torch.stack(hwc)  # (F, H, W, 3)
+    if tuple(out.shape) != (len(hwc), *hwc[0].shape):
+        raise ValueError(f"clip frames are {len(hwc)} x {tuple(hwc[0].shape)}, the batch holds {tuple(out.shape)}")
+    return torch.stack(hwc, out=out)  # (F, H, W, 3)
+
+
+def decode_clip_frames(data: bytes, lengths: Sequence[int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """One clip's frames member -> (F, H, W, 3) uint8 (into ``out`` when given)."""
+    return stack_frames(decoded_frames(data, lengths), out)
+
+
+def frames_chw(frames_hwc: torch.Tensor) -> torch.Tensor:
+    """(..., H, W, 3) -> (..., 3, H, W): a view, no copy (strides stay channels-last).
+
+    The reader hands frames out in the (B, T, 3, H, W) axis order with the decoder's interleaved-RGB
+    storage: ``frames.flatten(0, 1)`` is then exactly ``torch.channels_last``, which the video encoder
+    wants, and a contiguous CHW copy would cost about half as much again as the JPEG decode itself
+    (bench/shards.py). ``.contiguous()`` gives the planar layout where something needs it.
+    """
+    return frames_hwc.movedim(-1, -3)
+
+
+def decode_frame_batch(members: Sequence[tuple[bytes, Sequence[int]]], device: str | torch.device = "cpu"
+                       ) -> torch.Tensor:
+    """B clips' frames members ``(data, frame_bytes)`` -> (B, F, 3, H, W) uint8 on ``device``.
+
+        frames = decode_frame_batch([(raw["frames.mjpeg"], meta["frame_bytes"]) for raw, meta in clips], "cuda")
+
+    On a CUDA device all B*F JPEGs go to nvjpeg in one batched ``decode_jpeg`` call; on the CPU each
+    clip is one libjpeg-turbo list call. Storage is channels-last (see :func:`frames_chw`). Raises
+    ValueError when the clips differ in frame count or size.
+    """
+    if not members:
+        raise ValueError("decode_frame_batch needs at least one clip")
+    device = torch.device(device)
+    if device.type == "cpu":
+        first = decoded_frames(*members[0])  # F x (H, W, 3)
+        out = shared_uint8((len(members), len(first), *first[0].shape))  # (B, F, H, W, 3)
+        stack_frames(first, out[0])
+        for b, (data, lengths) in enumerate(members[1:], start=1):
+            decode_clip_frames(data, lengths, out=out[b])
+        return frames_chw(out)  # (B, F, 3, H, W)
+    per_clip = [frame_jpegs(d, n) for d, n in members]
+    f = len(per_clip[0])
+    if any(len(j) != f for j in per_clip):
+        raise ValueError(f"clips hold different frame counts: {sorted({len(j) for j in per_clip})}")
+    imgs = _decode_jpegs([j for js in per_clip for j in js], device)  # B*F x (3, H, W) on device
+    if any(im.shape != imgs[0].shape for im in imgs):
+        raise ValueError(f"frames differ in size: {sorted({tuple(im.shape) for im in imgs})}")
+    hwc = torch.stack([im.permute(1, 2, 0) for im in imgs])  # (B*F, H, W, 3)
+    return frames_chw(hwc.view(len(members), f, *hwc.shape[1:]))  # (B, F, 3, H, W)
+
+
+def decode_frames(data: bytes, lengths: Sequence[int]) -> np.ndarray:
+    """Concatenated JPEGs + their lengths -> (F, H, W, 3) uint8 (numpy; see :func:`decode_clip_frames`)."""
+    return decode_clip_frames(data, lengths).numpy()
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
     """JPEG bytes -> (H, W, 3) uint8."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"))
+    return decode_frames(data, [len(data)])[0]
 
 
 def encode_meta(meta: dict[str, Any]) -> bytes:

@@ -82,18 +82,24 @@ def test_corrupt_shard_error_or_counted_skip(gh_shards, tmp_path: Path) -> None:
     keys = [k for b in ld for k in b["key"]]
     assert ld.skip_count == 1 and victim.name in ld.skipped[0]
     assert len(keys) == man["num_samples"] - man["shards"][0]["count"]
-    # garbage inside a member of an intact tar: the sample is corrupt (named), or skipped and counted
+    # garbage inside a member of an intact tar: the sample is corrupt (named, before the shard's hash
+    # verdict), or skipped and counted; verified, its shard then fails its sha256 and is dropped whole
     shutil.copy(out / man["shards"][0]["name"], victim)
     victim2 = bad / man["shards"][1]["name"]
     raw = bytearray(victim2.read_bytes())
     flac_at = raw.find(b"fLaC")
     raw[flac_at : flac_at + 64] = b"\x00" * 64
     victim2.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match="corrupt sample"):
-        list(make_loader(bad, "train", batch_size=1, mode="eval", skip_corrupt=False, num_workers=0))
-    ld = make_loader(bad, "train", batch_size=1, mode="eval", skip_corrupt=True, num_workers=2)
+    for verify in ("shard", "off"):
+        with pytest.raises(DataError, match="corrupt sample"):
+            list(make_loader(bad, "train", batch_size=1, mode="eval", skip_corrupt=False, num_workers=0, verify=verify))
+    ld = make_loader(bad, "train", batch_size=1, mode="eval", skip_corrupt=True, num_workers=2, verify="off")
     n = sum(len(b["key"]) for b in ld)
     assert ld.skip_count == 1 and "corrupt sample" in ld.skipped[0] and n == man["num_samples"] - 1
+    ld = make_loader(bad, "train", batch_size=1, mode="eval", skip_corrupt=True, num_workers=2)
+    n = sum(len(b["key"]) for b in ld)
+    assert ld.skip_count == 2 and "corrupt sample" in ld.skipped[0] and "does not match its manifest" in ld.skipped[1]
+    assert victim2.name in ld.skipped[1] and n == man["num_samples"] - man["shards"][1]["count"]
 
 
 def test_side_table_join(gh_shards, tmp_path: Path) -> None:
