@@ -23,15 +23,15 @@ Modes:
   across all ranks and workers (ranks may get different batch counts; the last batch may be short).
 
 Frames: with ``frames=False`` (diffusion and prior stages) the frames member is neither extracted
-nor decoded (its bytes only pass through the integrity hash). ``frames=True`` adds ``batch["frames"]`` (B, 22, 3, H, W) uint8, decoded by
-``torchvision.io.decode_jpeg`` (libjpeg-turbo) when the batch is assembled (after the shuffle, so the
-shuffle buffer holds ~0.2 MB of JPEG per clip, not 3.3 MB of pixels) straight into a shared-memory
-batch buffer: the batch reaches the main process without another copy. Its storage is channels-last
-(``batch["frames"].flatten(0, 1)`` is ``torch.channels_last``, the video encoder's format; see
-``sample.frames_chw``). ``frames="jpeg"`` instead hands the undecoded members over as
-``batch["frames_jpeg"]`` (B lists of (bytes, frame_bytes)) for ``sample.decode_frame_batch(...,
-device="cuda")``: nvjpeg decodes the whole batch on the GPU and the loader workers only parse tar.
-``frames_to_float`` maps uint8 frames to [0, 1] floats on the device.
+nor decoded (its bytes only pass through the integrity hash). ``frames=True`` adds
+``batch["frames"]`` (B, 22, 3, H, W) uint8, decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo)
+when the batch is assembled (after the shuffle, so the shuffle buffer holds ~0.2 MB of JPEG per clip,
+not 3.3 MB of pixels) straight into a shared-memory batch buffer: the batch reaches the main process
+without another copy. Its storage is channels-last (``batch["frames"].flatten(0, 1)`` is
+``torch.channels_last``, the video encoder's format; see ``sample.frames_chw``). ``frames="jpeg"``
+instead hands the undecoded members over as ``batch["frames_jpeg"]`` (B pairs (bytes, frame_bytes))
+for ``sample.decode_frame_batch(..., device="cuda")``: nvjpeg decodes the whole batch on the GPU and
+the loader workers only parse tar. ``frames_to_float`` maps uint8 frames to [0, 1] floats on the device.
 
 Integrity (``verify``): every shard whose manifest entry records a ``sha256`` is hashed while its tar
 stream is read (every byte, frames included, at no extra pass). ``verify="shard"`` (default) holds a

@@ -247,7 +247,8 @@ def query(
         query_batch: queries per pass over the keys.
         rerank_margin: extra candidates kept from the fast GEMM distances (``torch.cdist``'s matmul
             path) and re-ranked by exact distance; rows where rounding could still hide a neighbour
-            are searched again exactly (:mod:`physdiff.retrieval.search`), so this only trades speed.
+            are searched again exactly (:mod:`physdiff.retrieval.search`), so this only trades speed
+            (0 sends every row to the exact, GEMM-free fallback).
         backend: ``"torch"`` (cdist + topk) or ``"faiss"`` (faiss's exhaustive ``IndexFlatL2`` for the
             candidates, on the CPU; needs ``pip install faiss-cpu``). Same result either way.
 

@@ -166,7 +166,9 @@ def knn(
     Arguments are checked by :func:`physdiff.retrieval.index.query`, the public entry.
     """
     N, D = keys.shape
-    kk = min(N, k + max(0, rerank_margin))  # candidates per query
+    if q.shape[0] == 0:
+        return torch.empty(0, k, device=q.device), torch.empty(0, k, dtype=torch.long, device=q.device)
+    kk = min(N, k + max(0, rerank_margin))  # candidates per query (margin 0: the certificate never holds)
     out_d, out_i = [], []
     with _full_fp32_matmul():
         for qs in range(0, q.shape[0], query_batch):

@@ -207,3 +207,9 @@ def _has_faiss() -> bool:
     from physdiff.retrieval.search import faiss_available
 
     return faiss_available()
+
+
+def test_empty_query_batch():
+    keys = torch.randn(10, 4)
+    dist, idx = query(keys, torch.empty(0, 4), k=3)
+    assert dist.shape == idx.shape == (0, 3) and idx.dtype == torch.long
