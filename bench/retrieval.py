@@ -14,7 +14,7 @@ Methods, each in a fresh child process (peak RSS is per process), on the same se
 - ``cdist``: one-shot ``torch.cdist(q, keys).topk`` over the full (B, N) matrix (not exact near
   ties; memory O(B x N)), only up to ``--cdist-max`` keys.
 
-Columns: seconds for all queries (after one warm-up query of 8), queries/s, peak memory above what the
+Columns: seconds for all queries (after one warm-up query of 8; the median of ``--repeats`` runs), queries/s, peak memory above what the
 process held once keys and queries existed (CPU: peak RSS; CUDA: the allocator's peak), and the share
 of top-1 rows equal to ``torch``'s. On a shared 2-core machine, compare ratios within one run.
 """
@@ -89,13 +89,15 @@ def child(args: argparse.Namespace) -> None:
         base = torch.cuda.memory_allocated()
     else:
         base = _rss_mb()
-    t = time.perf_counter()
-    _d, idx = fn(q)
-    _sync(dev)
-    sec = time.perf_counter() - t
+    secs = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        _d, idx = fn(q)
+        _sync(dev)
+        secs.append(time.perf_counter() - t)
     extra = (torch.cuda.max_memory_allocated() - base) / 2**20 if dev.startswith("cuda") else _rss_mb() - base
     torch.save(idx[:, 0].cpu(), args.out)
-    print(json.dumps({"n": n, "method": method, "sec": sec, "mb": extra, "build_s": build_s,
+    print(json.dumps({"n": n, "method": method, "secs": secs, "mb": extra, "build_s": build_s,
                       "threads": torch.get_num_threads()}), flush=True)
 
 
@@ -108,6 +110,7 @@ def main() -> int:
     ap.add_argument("--chunk-size", type=int, default=32768)
     ap.add_argument("--query-batch", type=int, default=1024)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs per method (median; min-max shown)")
     ap.add_argument("--methods", nargs="+", default=None, help="subset of: torch faiss old cdist")
     ap.add_argument("--baseline-rev", default=None, help="git revision whose hand-written search to compare ('old')")
     ap.add_argument("--cdist-max", type=int, default=200_000, help="largest N for the one-shot cdist reference")
@@ -136,7 +139,7 @@ def main() -> int:
                 cmd = [sys.executable, __file__, "--method", m, "--out", str(out), "--sizes", str(n),
                        "--dim", str(args.dim), "--queries", str(args.queries), "--k", str(args.k),
                        "--chunk-size", str(args.chunk_size), "--query-batch", str(args.query_batch),
-                       "--device", args.device, *(["--baseline-rev", args.baseline_rev] if args.baseline_rev else [])]
+                       "--device", args.device, "--repeats", str(args.repeats), *(["--baseline-rev", args.baseline_rev] if args.baseline_rev else [])]
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
                     print(f"{n:>9} | {args.dim:>4} | {args.queries:>7} | {m:>6} | failed: {r.stderr.strip().splitlines()[-1:]}")
@@ -144,9 +147,12 @@ def main() -> int:
                 res = json.loads(r.stdout.strip().splitlines()[-1])
                 top1[m] = torch.load(out)
                 same = f"{(top1[m] == top1['torch']).float().mean().item() * 100:.1f}%" if "torch" in top1 else "-"
-                note = f"index build {res['build_s']:.1f} s" if m == "faiss" else ""
-                print(f"{n:>9} | {args.dim:>4} | {args.queries:>7} | {m:>6} | {res['sec']:>8.2f} | "
-                      f"{args.queries / res['sec']:>9.0f} | {res['mb']:>7.0f} | {same:>13} | {note}", flush=True)
+                secs = sorted(res["secs"])
+                sec = secs[len(secs) // 2]
+                note = f"{min(secs):.2f}-{max(secs):.2f} s over {len(secs)} runs; " if len(secs) > 1 else ""
+                note += f"index build {res['build_s']:.1f} s" if m == "faiss" else ""
+                print(f"{n:>9} | {args.dim:>4} | {args.queries:>7} | {m:>6} | {sec:>8.2f} | "
+                      f"{args.queries / sec:>9.0f} | {res['mb']:>7.0f} | {same:>13} | {note}", flush=True)
     return 0
 
 
