@@ -8,7 +8,8 @@
 Prints: build clips/s (target >= 50 clips/s with 224 px frames on 2 cores), bytes per clip by member,
 then the read table: audio + physics only (target >= 1,000 clips/s) and with the 22 decoded frames
 (target >= 400 clips/s on 2 cores), each with the shard hash check off and on (``verify="off"`` /
-``"shard"``), for 0 and ``--read-workers`` loader workers. Two rates per row:
+``"shard"``), for 0 and ``--read-workers`` loader workers, and the CPU side of GPU decoding
+(``frames="jpeg"``: the members handed over undecoded, for nvjpeg in the main process). Two rates per row:
 
 - ``clips/s``: wall clock of one long train-mode stream, from the first batch on;
 - ``clips/CPU-s``: clips per CPU-second of every process of the loader (main + workers, from
@@ -51,7 +52,7 @@ def _cpu_seconds() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def read_rate(root: Path, frames: bool, workers: int, batch: int, clips: int, verify: str) -> tuple[float, float, int]:
+def read_rate(root: Path, frames: bool | str, workers: int, batch: int, clips: int, verify: str) -> tuple[float, float, int]:
     """(wall clips/s from the first batch on, clips per CPU-second of all loader processes, clips) of one
     long train-mode stream (resampled shards); loader start-up is out of the wall figure only."""
     n_batches = max(2, clips // batch)
@@ -134,9 +135,21 @@ def profile(root: Path, batch: int) -> list[tuple[str, float]]:
         for b in bs:
             torch.from_numpy(np.stack([_pil_frames(d, n) for d, n in b]))
 
-    def new(bs):  # torchvision per clip, straight into the (B, F, H, W, 3) batch buffer
+    def new_batch(b: list) -> torch.Tensor:  # as the reader: torchvision per clip, into the batch buffer
+        first = S.decoded_frames(*b[0])  # F x (H, W, 3)
+        buf = S.shared_uint8((len(b), len(first), *first[0].shape))  # (B, F, H, W, 3)
+        S.stack_frames(first, buf[0])
+        for j, (d, n) in enumerate(b[1:], start=1):
+            S.decode_clip_frames(d, n, out=buf[j])
+        return S.frames_chw(buf)  # (B, F, 3, H, W) view
+
+    def new(bs):
         for b in bs:
-            S.decode_frame_batch(b)
+            new_batch(b)
+
+    def planar(bs):  # what a contiguous (B, F, 3, H, W) would add: the reader does not make this copy
+        for b in bs:
+            new_batch(b).contiguous()
 
     def decode_only(ms):
         for d, n in ms:
@@ -151,6 +164,7 @@ def profile(root: Path, batch: int) -> list[tuple[str, float]]:
         ("JPEG: PIL + CHW copy + stack (old)", _cpu_ms(old, batches) / per_batch),
         ("JPEG: torchvision into batch (new)", _cpu_ms(new, batches) / per_batch),
         ("  of which decode_jpeg alone", _cpu_ms(decode_only, members)),
+        ("  new + a planar CHW copy (not made)", _cpu_ms(planar, batches) / per_batch),
     ]
     return rows
 
@@ -201,16 +215,16 @@ def main() -> None:
         mb = member_bytes(out)
         for k in ("flac", "frames.mjpeg", "modes.npy", "json"):
             rows.append((f"  {k}", f"{mb[k] / max(1, mb['clips']) / 1e3:8.1f} kB", "payload per clip"))
-        for frames in (False, True):
+        label = {False: "read audio+modes", True: "read audio+modes+frames", "jpeg": "read +frames undecoded"}
+        for frames in (False, True, "jpeg"):
             for w in sorted({0, args.read_workers}):
-                for verify in ("off", "shard"):
-                    got = [read_rate(out, frames, w, args.batch, args.frame_clips if frames else args.audio_clips, verify)
-                           for _ in range(args.repeats)]
+                for verify in ("off", "shard") if frames != "jpeg" else ("shard",):
+                    got = [read_rate(out, frames, w, args.batch, args.audio_clips if frames is False else args.frame_clips,
+                                     verify) for _ in range(args.repeats)]
                     wall = [g[0] for g in got]
                     cpu = statistics.median(g[1] for g in got)
                     spread = f" ({min(wall):.0f}-{max(wall):.0f})" if len(got) > 1 else ""
-                    rows.append((f"read {'audio+modes+frames' if frames else 'audio+modes'}",
-                                 f"{statistics.median(wall):8.0f} clips/s",
+                    rows.append((label[frames], f"{statistics.median(wall):8.0f} clips/s",
                                  f"{cpu:5.0f} clips/CPU-s{spread}  {w} workers, verify={verify}, batch {args.batch}, {got[0][2]} clips"))
         for verify in ("stream", "shard"):
             rows.append((f"first batch, verify={verify}", f"{first_batch_seconds(out, verify, True, args.batch) * 1e3:8.0f} ms",

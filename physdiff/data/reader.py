@@ -29,9 +29,10 @@ when the batch is assembled (after the shuffle, so the shuffle buffer holds ~0.2
 not 3.3 MB of pixels) straight into a shared-memory batch buffer: the batch reaches the main process
 without another copy. Its storage is channels-last (``batch["frames"].flatten(0, 1)`` is
 ``torch.channels_last``, the video encoder's format; see ``sample.frames_chw``). ``frames="jpeg"``
-instead hands the undecoded members over as ``batch["frames_jpeg"]`` (B pairs (bytes, frame_bytes))
-for ``sample.decode_frame_batch(..., device="cuda")``: nvjpeg decodes the whole batch on the GPU and
-the loader workers only parse tar. ``frames_to_float`` maps uint8 frames to [0, 1] floats on the device.
+instead hands the undecoded members over, packed in one shared-memory tensor: ``batch["frames_jpeg"]``
+(N,) uint8 and ``batch["frame_bytes"]`` (B, 22) for ``sample.decode_frame_batch(batch["frames_jpeg"],
+batch["frame_bytes"], "cuda")``: nvjpeg decodes the whole batch on the GPU and the loader workers
+only parse tar. ``frames_to_float`` maps uint8 frames to [0, 1] floats on the device.
 
 Integrity (``verify``): every shard whose manifest entry records a ``sha256`` is hashed while its tar
 stream is read (every byte, frames included, at no extra pass). ``verify="shard"`` (default) holds a
@@ -251,8 +252,8 @@ def _collate(items: list[dict[str, Any]], spec: _Spec, frames: torch.Tensor | No
     }
     if frames is not None:
         batch["frames"] = S.frames_chw(frames[: len(items)])  # (B, F, 3, H, W) uint8, channels-last storage
-    elif spec.frames == "jpeg":
-        batch["frames_jpeg"] = [it["frames_jpeg"] for it in items]  # B x (bytes, frame_bytes)
+    elif spec.frames == "jpeg":  # (N,) uint8 all JPEGs, (B, F) their lengths: for sample.decode_frame_batch
+        batch["frames_jpeg"], batch["frame_bytes"] = S.pack_frame_members([it["frames_jpeg"] for it in items])
     for name, table in spec.tables.items():
         for col, arr in table.lookup(keys).items():
             batch[f"{name}/{col}"] = torch.from_numpy(np.ascontiguousarray(arr))  # (B, ...)

@@ -147,11 +147,15 @@ def decoded_frames(data: bytes, lengths: Sequence[int]) -> list[torch.Tensor]:
     Decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo) in one list call. Raises ValueError
     (layout) or RuntimeError (the decoder: not a JPEG, truncated) for a corrupt member.
     """
-    imgs = _decode_jpegs(frame_jpegs(data, lengths))  # F x (3, H, W), views of HWC buffers
+    return _check_hwc(_decode_jpegs(frame_jpegs(data, lengths)))
+
+
+def _check_hwc(imgs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """F x (3, H, W) decoder outputs, one size -> F x (H, W, 3) views (the CPU decoder's own layout)."""
     shape = imgs[0].shape
     if shape[0] != 3 or any(im.shape != shape for im in imgs):
         raise ValueError(f"frames differ in size or channels: {sorted({tuple(im.shape) for im in imgs})}")
-    return [im.permute(1, 2, 0) for im in imgs]  # F x (H, W, 3): contiguous, as decoded
+    return [im.permute(1, 2, 0) for im in imgs]  # F x (H, W, 3): contiguous on the CPU, as decoded
 
 
 def stack_frames(hwc: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,41 +178,56 @@ def frames_chw(frames_hwc: torch.Tensor) -> torch.Tensor:
 
     The reader hands frames out in the (B, T, 3, H, W) axis order with the decoder's interleaved-RGB
     storage: ``frames.flatten(0, 1)`` is then exactly ``torch.channels_last``, which the video encoder
-    wants, and a contiguous CHW copy would cost about half as much again as the JPEG decode itself
-    (bench/shards.py). ``.contiguous()`` gives the planar layout where something needs it.
+    wants, while a planar (contiguous CHW) copy would cost about half as much CPU again as the JPEG
+    decode itself (``bench/shards.py`` profile). ``.contiguous()`` gives the planar layout where needed.
     """
     return frames_hwc.movedim(-1, -3)
 
 
-def decode_frame_batch(members: Sequence[tuple[bytes, Sequence[int]]], device: str | torch.device = "cpu"
-                       ) -> torch.Tensor:
-    """B clips' frames members ``(data, frame_bytes)`` -> (B, F, 3, H, W) uint8 on ``device``.
+def pack_frame_members(members: Sequence[tuple[bytes, Sequence[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """B clips' frames members ``(data, frame_bytes)`` -> (all JPEG bytes (N,) uint8, lengths (B, F) int64).
 
-        frames = decode_frame_batch([(raw["frames.mjpeg"], meta["frame_bytes"]) for raw, meta in clips], "cuda")
-
-    On a CUDA device all B*F JPEGs go to nvjpeg in one batched ``decode_jpeg`` call; on the CPU each
-    clip is one libjpeg-turbo list call. Storage is channels-last (see :func:`frames_chw`). Raises
-    ValueError when the clips differ in frame count or size.
+    One tensor for the whole batch, in shared memory inside a loader worker: what ``frames="jpeg"``
+    batches carry, so the undecoded members reach the main process as a handle, not pickled bytes.
     """
-    if not members:
-        raise ValueError("decode_frame_batch needs at least one clip")
+    f = len(members[0][1])
+    if any(len(n) != f for _, n in members):
+        raise ValueError(f"clips hold different frame counts: {sorted({len(n) for _, n in members})}")
+    out = shared_uint8((sum(len(d) for d, _ in members),))  # (N,)
+    view, pos = out.numpy(), 0
+    for d, _ in members:
+        view[pos : pos + len(d)] = np.frombuffer(d, dtype=np.uint8)
+        pos += len(d)
+    return out, torch.tensor([list(n) for _, n in members], dtype=torch.int64)  # (N,), (B, F)
+
+
+def decode_frame_batch(data: torch.Tensor, lengths: torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Packed JPEGs (N,) uint8 + their lengths (B, F) -> (B, F, 3, H, W) uint8 on ``device``.
+
+        batch = next(iter(make_loader(root, "train", batch_size=16, frames="jpeg", num_workers=2)))
+        frames = decode_frame_batch(batch["frames_jpeg"], batch["frame_bytes"], "cuda")  # nvjpeg
+
+    On a CUDA device all B*F JPEGs go to nvjpeg in one batched ``torchvision.io.decode_jpeg`` call;
+    on the CPU each clip is one libjpeg-turbo list call. Storage is channels-last (see
+    :func:`frames_chw`), as the reader's ``frames=True``. Raises ValueError when the lengths do not
+    tile ``data`` or the frames differ in size, RuntimeError when a JPEG does not decode.
+    """
+    B, F = lengths.shape
+    flat = [int(n) for n in lengths.reshape(-1).tolist()]
+    if sum(flat) != data.numel() or any(n <= 0 for n in flat):
+        raise ValueError(f"frame lengths sum to {sum(flat)} bytes, the packed data holds {data.numel()}")
+    ends = list(accumulate(flat))
+    jpegs = [data[e - n : e] for e, n in zip(ends, flat)]  # B*F views, no copy
     device = torch.device(device)
     if device.type == "cpu":
-        first = decoded_frames(*members[0])  # F x (H, W, 3)
-        out = shared_uint8((len(members), len(first), *first[0].shape))  # (B, F, H, W, 3)
+        first = _check_hwc(_decode_jpegs(jpegs[:F]))  # F x (H, W, 3)
+        out = shared_uint8((B, F, *first[0].shape))  # (B, F, H, W, 3)
         stack_frames(first, out[0])
-        for b, (data, lengths) in enumerate(members[1:], start=1):
-            decode_clip_frames(data, lengths, out=out[b])
+        for b in range(1, B):
+            stack_frames(_check_hwc(_decode_jpegs(jpegs[b * F : (b + 1) * F])), out[b])
         return frames_chw(out)  # (B, F, 3, H, W)
-    per_clip = [frame_jpegs(d, n) for d, n in members]
-    f = len(per_clip[0])
-    if any(len(j) != f for j in per_clip):
-        raise ValueError(f"clips hold different frame counts: {sorted({len(j) for j in per_clip})}")
-    imgs = _decode_jpegs([j for js in per_clip for j in js], device)  # B*F x (3, H, W) on device
-    if any(im.shape != imgs[0].shape for im in imgs):
-        raise ValueError(f"frames differ in size: {sorted({tuple(im.shape) for im in imgs})}")
-    hwc = torch.stack([im.permute(1, 2, 0) for im in imgs])  # (B*F, H, W, 3)
-    return frames_chw(hwc.view(len(members), f, *hwc.shape[1:]))  # (B, F, 3, H, W)
+    hwc = _check_hwc(_decode_jpegs(jpegs, device))  # B*F x (H, W, 3) on the device
+    return frames_chw(torch.stack(hwc).view(B, F, *hwc[0].shape))  # (B, F, 3, H, W)
 
 
 def decode_frames(data: bytes, lengths: Sequence[int]) -> np.ndarray:

@@ -195,10 +195,16 @@ def test_frames_jpeg_mode_and_decode_frame_batch(shards224) -> None:
 
     dec = next(iter(make_loader(shards224, "train", batch_size=3, mode="eval", frames=True)))
     raw = next(iter(make_loader(shards224, "train", batch_size=3, mode="eval", frames="jpeg")))
-    assert "frames" not in raw and raw["key"] == dec["key"] and len(raw["frames_jpeg"]) == 3
-    assert torch.equal(decode_frame_batch(raw["frames_jpeg"]), dec["frames"])
+    assert "frames" not in raw and raw["key"] == dec["key"] and raw["frame_bytes"].shape == (3, 22)
+    assert raw["frames_jpeg"].dtype == torch.uint8 and raw["frames_jpeg"].numel() == int(raw["frame_bytes"].sum())
+    assert [int(n) for n in raw["frame_bytes"][1]] == raw["meta"][1]["frame_bytes"]
+    assert torch.equal(decode_frame_batch(raw["frames_jpeg"], raw["frame_bytes"]), dec["frames"])
+    w2 = next(iter(make_loader(shards224, "train", batch_size=3, mode="eval", frames="jpeg", num_workers=2)))
+    assert torch.equal(w2["frames_jpeg"], raw["frames_jpeg"]) and torch.equal(w2["frame_bytes"], raw["frame_bytes"])
+    with pytest.raises(ValueError, match="lengths"):
+        decode_frame_batch(raw["frames_jpeg"][:-1], raw["frame_bytes"])
     if torch.cuda.is_available():  # nvjpeg: one batched call; JPEG decoders may differ by a level
-        gpu = decode_frame_batch(raw["frames_jpeg"], "cuda")
+        gpu = decode_frame_batch(raw["frames_jpeg"], raw["frame_bytes"], "cuda")
         assert gpu.shape == dec["frames"].shape and (gpu.cpu().int() - dec["frames"].int()).abs().max() <= 2
 
 
