@@ -22,15 +22,36 @@ Modes:
 - ``eval``: shards are split across ranks and workers, read in order once: every sample exactly once
   across all ranks and workers (ranks may get different batch counts; the last batch may be short).
 
-Frames: with ``frames=False`` (diffusion and prior stages) the frames member is skipped without
-being read into Python, and never decoded. ``frames=True`` adds ``batch["frames"]`` (B, 22, 3, H, W)
-uint8; ``frames_to_float`` maps it to [0, 1] floats on the device when needed.
+Frames: with ``frames=False`` (diffusion and prior stages) the frames member is neither extracted
+nor decoded (its bytes only pass through the integrity hash). ``frames=True`` adds
+``batch["frames"]`` (B, 22, 3, H, W) uint8, decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo)
+when the batch is assembled (after the shuffle, so the shuffle buffer holds ~0.2 MB of JPEG per clip,
+not 3.3 MB of pixels) straight into a shared-memory batch buffer: the batch reaches the main process
+without another copy. Its storage is channels-last (``batch["frames"].flatten(0, 1)`` is
+``torch.channels_last``, the video encoder's format; see ``sample.frames_chw``). ``frames="jpeg"``
+instead hands the undecoded members over, packed in one shared-memory tensor: ``batch["frames_jpeg"]``
+(N,) uint8 and ``batch["frame_bytes"]`` (B, 22) for ``sample.decode_frame_batch(batch["frames_jpeg"],
+batch["frame_bytes"], "cuda")``: nvjpeg decodes the whole batch on the GPU and the loader workers
+only parse tar. ``frames_to_float`` maps uint8 frames to [0, 1] floats on the device.
+
+Integrity (``verify``): every shard whose manifest entry records a ``sha256`` is hashed while its tar
+stream is read (every byte, frames included, at no extra pass). ``verify="shard"`` (default) holds a
+shard's decoded samples (audio, modes, metadata and the still-encoded frames: ~0.25 MB a clip at
+224 px) until its last byte has matched the manifest, so *no sample of a shard that fails is ever
+yielded*; ``verify="stream"`` yields samples as they are read and raises at the shard's end (samples
+already yielded stay yielded: only for callers that can discard them); ``verify="off"`` skips the
+hash. A mismatch is a DataError naming the shard, or with ``skip_corrupt=True`` one counted skip of
+the whole shard.
 
 A corrupt or truncated shard raises DataError naming the shard (default) or, with
-``skip_corrupt=True``, is counted in ``loader.skipped`` (samples read before the damage are kept)
-and reported on stderr with its running count. A member name that is absolute or contains ``..``
-is always an error naming the shard (a crafted shard, not a damaged one); members are read into
-memory only, never extracted, and nothing in a shard is unpickled (JSON, FLAC, ``.npy`` without pickle).
+``skip_corrupt=True``, is counted in ``loader.skipped`` and reported on stderr with its running count
+(with ``verify="off"`` or an unhashed manifest entry, samples read before the damage are kept; a
+verified shard is kept whole or not at all). A member that fails to decode names its sample and
+shard. A member name that is absolute or contains ``..`` is always an error naming the shard (a
+crafted shard, not a damaged one); members are read into memory only, never extracted, and nothing
+in a shard is unpickled (JSON, FLAC, ``.npy`` without pickle). An error inside a loader worker reaches
+the caller as the same one-line DataError as without workers (not torch's "Caught DataError in
+DataLoader worker process 0" plus the worker's traceback).
 """
 
 from __future__ import annotations
@@ -53,6 +74,7 @@ from physdiff.data.sidetable import SideTable, read_side_table
 from physdiff.errors import DataError
 
 _SKIPS = "__skips__"  # batch entry carrying this worker's skip notices to the main process
+_ERROR = "__error__"  # entry carrying a worker's DataError message (the worker stops after it)
 
 
 def load_manifest(shard_root: str | Path, split: str) -> dict[str, Any]:
@@ -85,6 +107,10 @@ def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames.float().div_(255.0)
 
 
+VERIFY_MODES = ("shard", "stream", "off")
+FRAME_MODES = (False, True, "jpeg")
+
+
 @dataclass
 class _Spec:
     """Everything a reader worker needs (forked into DataLoader workers)."""
@@ -92,7 +118,7 @@ class _Spec:
     urls: list[str]
     mode: str
     batch_size: int
-    frames: bool
+    frames: bool | str  # False, True (decoded uint8) or "jpeg" (undecoded members)
     seed: int
     epoch: int
     rank: int
@@ -102,17 +128,53 @@ class _Spec:
     skip_corrupt: bool
     num_samples: int
     tables: dict[str, SideTable] = field(default_factory=dict)
+    verify: str = "shard"
+    digests: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # url -> (sha256, bytes)
 
 
-def _iter_tar(url: str, frames: bool) -> Iterator[dict[str, Any]]:
-    """Samples of one shard (members grouped by key), as webdataset's tar expander + group_by_keys."""
+class _HashingReader:
+    """A read-only file wrapper that hashes every byte as the tar parser reads it (no second pass).
+
+    ``tarfile``'s stream mode (``r|``) only ever calls ``read``: skipped members (frames when
+    ``frames=False``) are read and discarded, so they are hashed too.
+    """
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+        self.nbytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        b = self._f.read(size)
+        self.sha.update(b)
+        self.nbytes += len(b)
+        return b
+
+    def drain(self) -> None:
+        """Hash the rest of the file: the tar parser stops at the end-of-archive block (padding, or
+        anything appended after it, would otherwise escape the check)."""
+        while self.read(1 << 20):
+            pass
+
+
+class _ShardMismatch(Exception):
+    """A shard read to its end whose bytes differ from its manifest entry (message names it)."""
+
+
+def _iter_tar(url: str, frames: bool, digest: tuple[str, int | None] | None = None) -> Iterator[dict[str, Any]]:
+    """Samples of one shard (members grouped by key), as webdataset's tar expander + group_by_keys.
+
+    With ``digest`` = (sha256, bytes) the stream is hashed as it is read; after the last sample the
+    rest of the file is hashed and a mismatch raises :class:`_ShardMismatch`.
+    """
     from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
     def select(name: str) -> bool:
         _check_member_name(name)  # every regular member, before its bytes are read
         return frames or not S.is_frame_member(name)
 
-    with open(url, "rb") as f:
+    with open(url, "rb") as raw_file:
+        f = _HashingReader(raw_file) if digest is not None else raw_file
         cur: dict[str, Any] | None = None
         try:
             for m in tar_file_iterator(f, select_files=select):  # errors propagate (default handler re-raises)
@@ -128,7 +190,16 @@ def _iter_tar(url: str, frames: bool) -> Iterator[dict[str, Any]]:
             raise DataError(f"unsafe member name {e.name!r} in shard {url}: shard members must be plain relative "
                             "names (no absolute path, no '..'); refusing to read this shard") from None
         if cur is not None:
-            yield cur
+            yield cur  # decoded (and checked) before the hash verdict: the most specific error wins
+        if digest is not None:
+            f.drain()
+            want, size = digest
+            got = f.sha.hexdigest()
+            if got != want:
+                what = (f"{'truncated' if f.nbytes < size else 'grown'}: {f.nbytes} bytes, the manifest says {size}"
+                        if size is not None and f.nbytes != size else f"sha256 {got[:12]}... != manifest {want[:12]}...")
+                raise _ShardMismatch(f"shard {url} does not match its manifest ({what}): it changed after the "
+                                     "build; rebuild the shards (python shards/build.py) or restore the file")
 
 
 class _UnsafeMember(Exception):
@@ -144,7 +215,12 @@ def _check_member_name(name: str) -> None:
         raise _UnsafeMember(name)
 
 
+def _corrupt(key: str, url: str, e: BaseException) -> DataError:
+    return DataError(f"corrupt sample {key} in shard {url}: {type(e).__name__}: {e}")
+
+
 def _decode(raw: dict[str, Any], spec: _Spec) -> dict[str, Any]:
+    """Everything but the frames, which stay encoded until the batch is assembled (after the shuffle)."""
     key, url = raw["__key__"], raw["__url__"]
     try:
         meta = S.decode_meta(raw[S.META_EXT])
@@ -152,16 +228,20 @@ def _decode(raw: dict[str, Any], spec: _Spec) -> dict[str, Any]:
         if audio.shape[0] != spec.num_samples:
             raise ValueError(f"audio has {audio.shape[0]} samples, expected {spec.num_samples}")
         modes = S.decode_npy(raw[S.MODES_EXT]).astype(np.float32, copy=False)  # (3, D)
-        out = {"key": key, "audio": audio, "modes": modes, "material": int(meta["material_index"]), "meta": meta}
+        out = {"key": key, "url": url, "audio": audio, "modes": modes, "material": int(meta["material_index"]),
+               "meta": meta}
         if spec.frames:
-            fr = S.decode_frames(raw[S.FRAMES_EXT], meta["frame_bytes"])  # (F, H, W, 3)
-            out["frames"] = np.ascontiguousarray(fr.transpose(0, 3, 1, 2))  # (F, 3, H, W)
+            lengths = [int(n) for n in meta["frame_bytes"]]
+            data = raw[S.FRAMES_EXT]
+            if sum(lengths) != len(data):
+                raise ValueError(f"frame lengths sum to {sum(lengths)} bytes, member holds {len(data)}")
+            out["frames_jpeg"] = (data, lengths)
         return out
     except Exception as e:  # any member missing or undecodable: the sample is corrupt
-        raise DataError(f"corrupt sample {key} in shard {url}: {type(e).__name__}: {e}") from e
+        raise _corrupt(key, url, e) from e
 
 
-def _collate(items: list[dict[str, Any]], spec: _Spec) -> dict[str, Any]:
+def _collate(items: list[dict[str, Any]], spec: _Spec, frames: torch.Tensor | None) -> dict[str, Any]:
     keys = [it["key"] for it in items]
     batch: dict[str, Any] = {
         "key": keys,
@@ -170,8 +250,10 @@ def _collate(items: list[dict[str, Any]], spec: _Spec) -> dict[str, Any]:
         "material": torch.tensor([it["material"] for it in items], dtype=torch.long),  # (B,)
         "meta": [it["meta"] for it in items],
     }
-    if spec.frames:
-        batch["frames"] = torch.from_numpy(np.stack([it["frames"] for it in items]))  # (B, F, 3, H, W) uint8
+    if frames is not None:
+        batch["frames"] = S.frames_chw(frames[: len(items)])  # (B, F, 3, H, W) uint8, channels-last storage
+    elif spec.frames == "jpeg":  # (N,) uint8 all JPEGs, (B, F) their lengths: for sample.decode_frame_batch
+        batch["frames_jpeg"], batch["frame_bytes"] = S.pack_frame_members([it["frames_jpeg"] for it in items])
     for name, table in spec.tables.items():
         for col, arr in table.lookup(keys).items():
             batch[f"{name}/{col}"] = torch.from_numpy(np.ascontiguousarray(arr))  # (B, ...)
@@ -190,6 +272,32 @@ class _ShardStream(IterableDataset):
         else:  # split_by_node, then split_by_worker
             yield from islice(islice(sp.urls, sp.rank, None, sp.world_size), worker, None, nworkers)
 
+    def _shard(self, url: str, skips: list[str]) -> Iterator[dict[str, Any]]:
+        """One shard's samples; with ``verify="shard"`` none before the whole file has matched its hash."""
+        sp = self.spec
+        digest = sp.digests.get(url) if sp.verify != "off" else None
+        held: list[dict[str, Any]] = []
+        passed = 0
+        try:
+            for raw in _iter_tar(url, bool(sp.frames), digest):
+                try:
+                    item = _decode(raw, sp)
+                except DataError as e:
+                    if not sp.skip_corrupt:
+                        raise
+                    skips.append(f"sample: {e}")
+                    continue
+                if digest is not None and sp.verify == "shard":
+                    held.append(item)  # ~0.25 MB a clip at 224 px: a 64-clip shard is ~16 MB
+                else:
+                    passed += 1
+                    yield item
+        except _ShardMismatch as e:
+            fate = (f"none of its {len(held)} samples used" if sp.verify == "shard"
+                    else f"{passed} of its samples were already yielded (verify='stream')")
+            raise _ShardMismatch(f"{e}; {fate}") from None
+        yield from held
+
     def _samples(self, urls: Iterator[str], skips: list[str]) -> Iterator[dict[str, Any]]:
         sp = self.spec
         bad: set[str] = set()
@@ -197,17 +305,11 @@ class _ShardStream(IterableDataset):
             if url in bad:
                 continue
             try:
-                for raw in _iter_tar(url, sp.frames):
-                    try:
-                        yield _decode(raw, sp)
-                    except DataError as e:
-                        if not sp.skip_corrupt:
-                            raise
-                        skips.append(f"sample: {e}")
+                yield from self._shard(url, skips)
             except DataError:
                 raise
-            except Exception as e:  # tarfile.ReadError, truncated stream, OSError
-                msg = f"corrupt or truncated shard {url}: {type(e).__name__}: {e}"
+            except Exception as e:  # _ShardMismatch, tarfile.ReadError, truncated stream, OSError
+                msg = str(e) if isinstance(e, _ShardMismatch) else f"corrupt or truncated shard {url}: {type(e).__name__}: {e}"
                 if not sp.skip_corrupt:
                     raise DataError(msg) from e
                 skips.append(f"shard: {msg}")
@@ -215,12 +317,41 @@ class _ShardStream(IterableDataset):
                 if sp.mode == "train" and len(bad) == len(sp.urls):
                     raise DataError(f"every shard is corrupt ({len(bad)} shards, first {sorted(bad)[0]})") from e
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def _fill(self, samples: Iterator[dict[str, Any]], skips: list[str]) -> tuple[list[dict[str, Any]], torch.Tensor | None]:
+        """The next batch: up to batch_size samples, frames decoded into one (B, F, H, W, 3) buffer.
+
+        A clip whose JPEGs fail to decode is an error naming it, or (skip_corrupt) a counted skip
+        replaced by the next sample, so train batches stay full.
+        """
+        sp = self.spec
+        items: list[dict[str, Any]] = []
+        buf: torch.Tensor | None = None
+        decode = sp.frames is True
+        while len(items) < sp.batch_size:
+            item = next(samples, None)
+            if item is None:
+                break
+            if decode:
+                try:
+                    hwc = S.decoded_frames(*item["frames_jpeg"])  # F x (H, W, 3)
+                    if buf is None:  # shared memory inside a worker: sent to the main process as a handle
+                        buf = S.shared_uint8((sp.batch_size, len(hwc), *hwc[0].shape))  # (B, F, H, W, 3)
+                    S.stack_frames(hwc, buf[len(items)])
+                except Exception as e:  # undecodable JPEG, or a clip whose frames differ from the batch's
+                    err = _corrupt(item["key"], item["url"], e)
+                    if not sp.skip_corrupt:
+                        raise err from e
+                    skips.append(f"sample: {err}")
+                    continue
+                del item["frames_jpeg"]
+            items.append(item)
+        return items, buf
+
+    def _batches(self, skips: list[str]) -> Iterator[dict[str, Any]]:
         sp = self.spec
         info = get_worker_info()
         worker, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
         rng = random.Random(stream_seed(sp.seed, sp.epoch, sp.rank, worker))
-        skips: list[str] = []
         samples = self._samples(self._urls(rng, worker, nworkers), skips)
         if sp.mode == "train":
             from webdataset.filters import _shuffle
@@ -231,13 +362,26 @@ class _ShardStream(IterableDataset):
             quota = None
         made = 0
         while quota is None or made < quota:
-            items = list(islice(samples, sp.batch_size))
+            items, frames = self._fill(samples, skips)
             if not items or (quota is not None and len(items) < sp.batch_size):
                 break
-            batch = _collate(items, sp)
+            batch = _collate(items, sp, frames)
             batch[_SKIPS], skips[:] = list(skips), []
             made += 1
             yield batch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        skips: list[str] = []
+        try:
+            yield from self._batches(skips)
+        except DataError as e:
+            if get_worker_info() is None:
+                raise
+            # In a worker: hand the message over as data. Raised here, torch would re-raise it in the
+            # main process as "Caught DataError in DataLoader worker process N" + the worker's
+            # traceback; ShardLoader raises it there as the same one-line DataError instead.
+            yield {_SKIPS: list(skips), _ERROR: str(e)}
+            return
         if skips:  # notices after the last batch still reach the main process
             yield {_SKIPS: list(skips)}
 
@@ -279,6 +423,8 @@ class ShardLoader:
                 # Counted and said where it happens: stage logs show every skip with its running count.
                 print(f"[reader] skip {len(self.skipped)} (rank {self.spec.rank}, epoch {self.spec.epoch}): {notice}",
                       file=sys.stderr, flush=True)
+            if _ERROR in batch:
+                raise DataError(batch[_ERROR])  # the worker's own one-line message
             if batch:
                 yield batch
 
@@ -289,7 +435,7 @@ def make_loader(
     *,
     batch_size: int,
     mode: str = "train",
-    frames: bool = False,
+    frames: bool | str = False,
     seed: int = 0,
     epoch: int = 0,
     num_workers: int = 0,
@@ -299,15 +445,24 @@ def make_loader(
     side_tables: Mapping[str, str | Path | SideTable] | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    verify: str = "shard",
 ) -> ShardLoader:
-    """The batch stream of ``<shard_root>/<split>`` for this rank (see the module docstring for modes)."""
+    """The batch stream of ``<shard_root>/<split>`` for this rank (see the module docstring for modes,
+    ``frames`` = False / True / "jpeg" and ``verify`` = "shard" / "stream" / "off")."""
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if verify not in VERIFY_MODES:
+        raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+    if frames not in FRAME_MODES:
+        raise ValueError(f"frames must be False, True or 'jpeg', got {frames!r}")
     manifest = load_manifest(shard_root, split)
     root = Path(shard_root)
-    urls = [str(root / s["name"]) for s in manifest["shards"] if s["count"] > 0]
+    shards = [s for s in manifest["shards"] if s["count"] > 0]
+    urls = [str(root / s["name"]) for s in shards]
+    # Entries without a sha256 (hand-made manifests) are read unverified.
+    digests = {str(root / s["name"]): (str(s["sha256"]), s.get("bytes")) for s in shards if s.get("sha256")}
     r, w = dist_info()
     rank = r if rank is None else rank
     world_size = w if world_size is None else world_size
@@ -320,5 +475,5 @@ def make_loader(
         batches = 0
     tables = {name: t if isinstance(t, SideTable) else read_side_table(t) for name, t in (side_tables or {}).items()}
     spec = _Spec(urls, mode, batch_size, frames, seed, epoch, rank, world_size, batches, shuffle_buffer,
-                 skip_corrupt, int(manifest["sample"]["num_samples"]), tables)
+                 skip_corrupt, int(manifest["sample"]["num_samples"]), tables, verify, digests)
     return ShardLoader(spec, num_workers, manifest)

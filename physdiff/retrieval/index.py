@@ -15,10 +15,11 @@ On disk an index is two files side by side::
 Clip keys are stored as one byte tensor rather than in the safetensors header so a million keys
 do not blow the header's size limit.
 
-Query: :func:`query` finds the k nearest keys of a batch of queries, chunked over keys (and over
-queries) so memory stays ``O(query_batch * chunk_size)`` whatever N is, with a running top-k merge
-per chunk. It runs on the query's device. Ties are broken deterministically: among equal distances
-the lower row index wins, exactly as a stable sort of the full distance matrix would order them::
+Query: :func:`query` finds the exact k nearest keys of a batch of queries with ``torch.cdist`` +
+``torch.topk`` in chunks (faiss optional), so memory stays ``O(query_batch * chunk_size)`` whatever N
+is; the candidates of the fast matmul distances are re-ranked exactly (:mod:`physdiff.retrieval.search`).
+It runs on the query's device. Ties are broken deterministically: among equal distances the lower
+row index wins, exactly as a stable sort of the full distance matrix would order them::
 
     index = build_index(nu, mu, clip_keys, {"diffusion_run_id": rid, "data_manifest_hash": h}, "run/index.safetensors")
     index = load_index("run/index.safetensors").to("cuda")
@@ -40,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from physdiff.checksum import file_sha256
-from physdiff.errors import DataError
+from physdiff.errors import DataError, PhysdiffError
 from physdiff.fileio import atomic_output, atomic_write_json
 
 __all__ = [
@@ -66,6 +67,8 @@ class RetrievalIndex:
     values: torch.Tensor
     clip_keys: list[str]
     manifest: dict[str, Any] = field(default_factory=dict)
+    # Per-index state of the search backend (a faiss index of the keys), never saved or compared.
+    _search_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.keys.dim() != 2 or self.values.dim() != 2:
@@ -223,66 +226,6 @@ def load_index(path: str | Path, device: str | torch.device = "cpu", verify_hash
 # ----------------------------------------------------------------------------- query
 
 
-def _lexicographic_topk(d: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k smallest of each row of ``d`` (B, C), ordered by (value, column): ties -> lower column.
-
-    Slow path for rows where values equal to the k-th smallest lie on both sides of the cut (so
-    ``torch.topk``'s choice among them is arbitrary): all candidates ``d <= kth`` are sorted
-    lexicographically. Memory O(B * C) in the worst case (every value tied), like ``d`` itself.
-    """
-    B, C = d.shape
-    kth = torch.topk(d, k, dim=1, largest=False, sorted=True).values[:, -1:]  # (B, 1)
-    mask = d <= kth  # (B, C), >= k True per row
-    rows, cols = mask.nonzero(as_tuple=True)  # row-major: cols ascending within a row
-    vals = d[rows, cols]  # (M,)
-    order = torch.sort(vals, stable=True).indices  # by value; ties keep column order
-    order = order[torch.sort(rows[order], stable=True).indices]  # then by row, keeping (value, col) order
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    counts = mask.sum(dim=1)  # (B,)
-    starts = torch.cumsum(counts, 0) - counts  # (B,)
-    rank = torch.arange(rows.numel(), device=d.device) - starts[rows]  # position within its row
-    keep = rank < k
-    out_d = torch.empty(B, k, dtype=d.dtype, device=d.device)
-    out_i = torch.empty(B, k, dtype=torch.long, device=d.device)
-    out_d[rows[keep], rank[keep]] = vals[keep]
-    out_i[rows[keep], rank[keep]] = cols[keep]
-    return out_d, out_i
-
-
-def _chunk_topk(d: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k smallest of each row of ``d`` (B, C), ordered by (value, column): ties -> lower column.
-
-    Fast path: one ``topk(k + 1)``. If the (k+1)-th smallest is larger than the k-th, the k
-    selected are exactly the k smallest and only their order needs fixing (a tiny (B, k) sort);
-    rows where it is equal (a tie across the cut) take :func:`_lexicographic_topk`.
-    """
-    B, C = d.shape
-    if k < C:
-        v, i = torch.topk(d, k + 1, dim=1, largest=False, sorted=True)  # (B, k + 1)
-        tied = v[:, k] == v[:, k - 1]  # (B,)
-        v, i = v[:, :k], i[:, :k]
-    else:
-        v, i = torch.topk(d, k, dim=1, largest=False, sorted=True)  # (B, k)
-        tied = torch.zeros(B, dtype=torch.bool, device=d.device)
-    o = torch.sort(i, dim=1, stable=True).indices  # by column ...
-    v, i = v.gather(1, o), i.gather(1, o)
-    o = torch.sort(v, dim=1, stable=True).indices  # ... then by value: (value, column) order
-    v, i = v.gather(1, o), i.gather(1, o)
-    if bool(tied.any()):
-        rows = tied.nonzero().squeeze(1)  # (R,)
-        v[rows], i[rows] = _lexicographic_topk(d[rows], k)
-    return v, i
-
-
-def _merge(best_d: torch.Tensor, best_i: torch.Tensor, new_d: torch.Tensor, new_i: torch.Tensor, k: int):
-    """Merge running top-k with a later chunk's; a stable sort keeps the earlier (lower) index on ties."""
-    d = torch.cat([best_d, new_d], dim=1)  # (B, 2k)
-    i = torch.cat([best_i, new_i], dim=1)  # (B, 2k)
-    order = torch.sort(d, dim=1, stable=True).indices[:, :k]  # (B, k)
-    return d.gather(1, order), i.gather(1, order)
-
-
-@torch.no_grad()
 def query(
     index: RetrievalIndex | torch.Tensor,
     q: torch.Tensor,
@@ -290,8 +233,9 @@ def query(
     chunk_size: int = 32768,
     query_batch: int = 1024,
     rerank_margin: int = 8,
+    backend: str = "torch",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Euclidean k-nearest keys of each query, chunked so memory is bounded for any index size.
+    """Euclidean k-nearest keys of each query, exact, chunked so memory is bounded for any index size.
 
     Args:
         index: a :class:`RetrievalIndex` or a raw keys tensor (N, Dk).
@@ -301,15 +245,20 @@ def query(
         chunk_size: keys per chunk; peak extra memory is about ``query_batch * chunk_size * 4`` bytes
             (one float32 distance buffer, plus the chunk of keys), whatever N is.
         query_batch: queries per pass over the keys.
-        rerank_margin: extra candidates kept from the fast GEMM distances and re-ranked by exact
-            distance, so near-ties within float32 rounding (e.g. duplicated keys, whose GEMM
-            distances may differ in the last bit) still come out in index order.
+        rerank_margin: extra candidates kept from the fast GEMM distances (``torch.cdist``'s matmul
+            path) and re-ranked by exact distance; rows where rounding could still hide a neighbour
+            are searched again exactly (:mod:`physdiff.retrieval.search`), so this only trades speed
+            (0 sends every row to the exact, GEMM-free fallback).
+        backend: ``"torch"`` (cdist + topk) or ``"faiss"`` (faiss's exhaustive ``IndexFlatL2`` for the
+            candidates, on the CPU; needs ``pip install faiss-cpu``). Same result either way.
 
     Returns ``(dist (B, k), idx (B, k))``, ascending in distance; equal distances are ordered by
-    row index (lowest first), as a stable sort of the full distance matrix would. Distances are
-    recomputed exactly (``|q - key|``, not the matmul expansion) for the returned neighbours, so a
-    query equal to a key gets distance 0.
+    row index (lowest first), as a stable sort of the full distance matrix would. Distances are the
+    direct ``|q - key|`` (``torch.cdist`` without the matmul expansion), so a query equal to a key
+    gets distance 0.
     """
+    from physdiff.retrieval.search import BACKENDS, faiss_available, knn
+
     keys = index.keys if isinstance(index, RetrievalIndex) else index
     if q.dim() == 1:
         q = q.unsqueeze(0)
@@ -320,38 +269,17 @@ def query(
         raise ValueError(f"k must be in [1, {N}] for an index of {N} keys, got {k}")
     if chunk_size < 1 or query_batch < 1:
         raise ValueError("chunk_size and query_batch must be >= 1")
+    if backend not in BACKENDS:
+        raise ValueError(f"retrieval backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "faiss" and not faiss_available():
+        raise PhysdiffError("retrieval backend 'faiss' needs the faiss package: pip install faiss-cpu "
+                            "(or use backend 'torch', the default)")
+    if N >= 2**32:
+        raise ValueError(f"an index of {N} keys is beyond the 2^32 rows the exact tie-breaking supports")
     _check_finite(q, "retrieval queries")
-    device = q.device
-    q = q.to(torch.float32)
-    kk = min(N, k + max(0, rerank_margin))  # candidates carried through the chunks
-
-    out_d, out_i = [], []
-    for qs in range(0, q.shape[0], query_batch):
-        qb = q[qs : qs + query_batch]  # (b, Dk)
-        qsq = qb.square().sum(dim=1, keepdim=True)  # (b, 1)
-        best_d = best_i = None
-        for s in range(0, N, chunk_size):
-            kc = keys[s : s + chunk_size].to(device, torch.float32, non_blocking=True)  # (C, Dk)
-            ksq = kc.square().sum(dim=1)  # (C,) per chunk: no (N, Dk) temporary
-            # |q - k|^2 = |q|^2 + |k|^2 - 2 q.k : one GEMM per chunk; squared distance keeps the order.
-            # In place on the GEMM output: one (b, C) buffer per chunk, not three.
-            d2 = (qb @ kc.T).mul_(-2.0).add_(qsq).add_(ksq).clamp_min_(0.0)  # (b, C)
-            cd, ci = _chunk_topk(d2, min(kk, kc.shape[0]))
-            ci = ci + s
-            if best_d is None:
-                best_d, best_i = cd, ci
-            else:
-                best_d, best_i = _merge(best_d, best_i, cd, ci, kk)
-        # Exact distances for the winners (the GEMM expansion loses precision near 0); re-sort stably
-        # by (exact distance, index) so the order agrees with a brute-force |q - k| reference.
-        nk = keys[best_i.reshape(-1).to(keys.device)].to(device, torch.float32).view(*best_i.shape, -1)  # (b, kk, Dk)
-        exact = (qb.unsqueeze(1) - nk).square().sum(-1).sqrt()  # (b, kk)
-        pre = torch.sort(best_i, dim=1, stable=True).indices  # by index first ...
-        exact, best_i = exact.gather(1, pre), best_i.gather(1, pre)
-        order = torch.sort(exact, dim=1, stable=True).indices  # ... then by distance
-        out_d.append(exact.gather(1, order)[:, :k])
-        out_i.append(best_i.gather(1, order)[:, :k])
-    return torch.cat(out_d), torch.cat(out_i)
+    cache = index._search_cache if isinstance(index, RetrievalIndex) else None
+    return knn(keys, q, k, chunk_size=chunk_size, query_batch=query_batch, rerank_margin=rerank_margin,
+               backend=backend, cache=cache)
 
 
 def retrieve(index: RetrievalIndex, q: torch.Tensor, k: int = 1, **kw: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

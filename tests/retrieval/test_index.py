@@ -134,3 +134,82 @@ def test_log_to_mlflow_and_tolerate_failure(small_index, tmp_path):
         warnings.simplefilter("always")
         assert not log_index_to_mlflow(path, "no-such-run", tracking_uri=uri)
     assert any("could not log retrieval index" in str(x.message) for x in w)
+
+
+# ----------------------------------------------------------------------------- exactness of cdist + topk
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("margin", [0, 8])
+def test_bitwise_equal_to_brute_force_on_both_backends(backend, margin):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(5)
+    keys = torch.randn(2500, 40, generator=g)
+    keys[1700:1720] = keys[33]  # a block of 21 duplicates: ties across the candidate cut for k = 12
+    q = torch.cat([torch.randn(50, 40, generator=g), keys[33:34] + 1e-4, keys[:5]])
+    for k in (1, 12):
+        dist, idx = query(keys, q, k=k, chunk_size=300, query_batch=17, rerank_margin=margin, backend=backend)
+        rdist, ridx = _brute_force(keys, q, k)
+        assert torch.equal(idx, ridx), (backend, margin, k)
+        assert torch.equal(dist, rdist)  # the same direct float32 distance, bit for bit
+
+
+def test_near_ties_the_matmul_path_gets_wrong_are_exact():
+    # Keys far from the origin, differing by 1e-3: |q|^2 + |k|^2 - 2 q.k cancels ~7 digits, so the
+    # GEMM distances that torch.cdist's fast path ranks by are mostly rounding noise.
+    g = torch.Generator().manual_seed(6)
+    centre = torch.full((64,), 300.0)
+    keys = centre + 1e-3 * torch.randn(4000, 64, generator=g)  # (N, D)
+    q = centre + 1e-3 * torch.randn(32, 64, generator=g)  # (B, D)
+    rdist, ridx = _brute_force(keys, q, 5)
+    naive = torch.cdist(q, keys, compute_mode="use_mm_for_euclid_dist").topk(5, dim=1, largest=False).indices
+    assert (naive != ridx).float().mean() > 0.5  # the hazard is real on this data
+    dist, idx = query(keys, q, k=5, chunk_size=1000)
+    assert torch.equal(idx, ridx) and torch.equal(dist, rdist)
+
+
+def test_tf32_setting_does_not_change_results():
+    g = torch.Generator().manual_seed(7)
+    keys, q = torch.randn(3000, 32, generator=g), torch.randn(20, 32, generator=g)
+    ref = query(keys, q, k=4)
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        got = query(keys, q, k=4)
+        assert torch.get_float32_matmul_precision() == "medium"  # restored to the caller's setting
+    finally:
+        torch.set_float32_matmul_precision(prev)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+
+
+def test_faiss_backend_caches_its_index_and_is_optional(small_index, monkeypatch):
+    import sys
+
+    from physdiff.errors import PhysdiffError
+
+    index, nu, mu, clips, path = small_index
+    if "faiss" in sys.modules or _has_faiss():
+        d1, i1 = query(index, nu[:9] + 0.01, k=3, backend="faiss")
+        cached = index._search_cache["index"]
+        d2, i2 = query(index, nu[:9] + 0.01, k=3, backend="faiss")
+        assert index._search_cache["index"] is cached and torch.equal(i1, i2)
+        assert torch.equal(i1, query(index, nu[:9] + 0.01, k=3)[1])
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if not installed: import faiss raises ImportError
+    with pytest.raises(PhysdiffError, match="pip install faiss-cpu"):
+        query(index, nu[:2], k=1, backend="faiss")
+    with pytest.raises(ValueError, match="backend"):
+        query(index, nu[:2], k=1, backend="annoy")
+    assert query(index, nu[:2], k=1)[1][:, 0].tolist() == [0, 1]  # the default needs no faiss
+
+
+def _has_faiss() -> bool:
+    from physdiff.retrieval.search import faiss_available
+
+    return faiss_available()
+
+
+def test_empty_query_batch():
+    keys = torch.randn(10, 4)
+    dist, idx = query(keys, torch.empty(0, 4), k=3)
+    assert dist.shape == idx.shape == (0, 3) and idx.dtype == torch.long
