@@ -41,8 +41,20 @@ class LoaderConfig:
     shuffle_buffer: int = 256
     num_workers: int = nonsemantic(2)
     skip_corrupt: bool = False  # a corrupt shard is an error naming it (default) or a counted skip
+    # sha256 of every shard checked while it is read: "shard" (no sample of a failing shard is used), "stream"
+    # (samples go out as read, the error comes at the shard's end), "off"
+    verify_shards: str = nonsemantic("shard")
+    # where the 22 JPEG frames of a clip are decoded: "cpu" (loader workers) or "gpu" (nvjpeg, in the training
+    # process: the loader hands over the JPEG bytes)
+    frame_decode: str = nonsemantic("cpu")
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"shuffle_buffer": 64},
         "debug": {"batch_size": 4, "shuffle_buffer": 16, "num_workers": 0},
     }
+
+    def validate(self) -> None:
+        if self.verify_shards not in ("shard", "stream", "off"):
+            raise ConfigError(f"loader.verify_shards must be shard, stream or off, got {self.verify_shards!r}")
+        if self.frame_decode not in ("cpu", "gpu"):
+            raise ConfigError(f"loader.frame_decode must be cpu or gpu, got {self.frame_decode!r}")

@@ -82,6 +82,7 @@ class EvalConfig:
     bootstrap_set: int = 200  # of which FID / KID are recomputed on the first this many
     ci_level: float = 0.95
     retrieval_k: int = 1
+    retrieval_backend: str = nonsemantic("torch")  # "torch" (cdist + topk, exact) | "faiss" (when installed; exact too)
     retrieval_chunk_size: int = nonsemantic(32768)
     retrieval_query_batch: int = nonsemantic(1024)
     batch_size: int = nonsemantic(64)  # classifier batch when scoring
@@ -107,6 +108,8 @@ class EvalConfig:
             raise ConfigError("eval.kid_subsets must be >= 1 and eval.kid_subset_size >= 2")
         if any(s < 1 for s in self.ddim_steps):
             raise ConfigError(f"eval.ddim_steps must be positive, got {self.ddim_steps}")
+        if self.retrieval_backend not in ("torch", "faiss"):
+            raise ConfigError(f"eval.retrieval_backend must be torch or faiss, got {self.retrieval_backend!r}")
         if self.retrieval_k < 1 or self.batch_size < 1:
             raise ConfigError("eval.retrieval_k and eval.batch_size must be >= 1")
 

@@ -94,7 +94,7 @@ class Synthesizer:
             return assemble_condition(self.diffusion, visual, None), [None] * nu.shape[0], torch.full((nu.shape[0],), math.nan)
         e = self.cfg.eval
         vals, dist, idx = retrieve(self.index, nu, k=1, chunk_size=e.retrieval_chunk_size,
-                                   query_batch=e.retrieval_query_batch)  # (B, 1, L), (B, 1), (B, 1)
+                                   query_batch=e.retrieval_query_batch, backend=e.retrieval_backend)  # (B, 1, L), (B, 1), (B, 1)
         keys = [self.index.clip_keys[i] for i in idx[:, 0].tolist()]
         return assemble_condition(self.diffusion, visual, vals[:, 0]), keys, dist[:, 0].cpu()
 

@@ -56,11 +56,14 @@ class ShardRecipe(Recipe):
         """Batches of ``split`` (eval mode: every clip once, on this process unless rank/world_size say otherwise)."""
         from physdiff.data.reader import make_loader
 
+        frames: Any = self.frames
+        if frames and cfg.loader.frame_decode == "gpu":
+            frames = "jpeg"  # the JPEG bytes; the recipe decodes them on its device (physdiff.data.sample.decode_frame_batch)
         return make_loader(
-            self.shard_root, split, batch_size=cfg.loader.batch_size, mode=mode, frames=self.frames, seed=cfg.seed,
+            self.shard_root, split, batch_size=cfg.loader.batch_size, mode=mode, frames=frames, seed=cfg.seed,
             epoch=epoch, num_workers=cfg.loader.num_workers, batches_per_epoch=batches,
             shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt,
-            side_tables=self.side_tables(split), rank=rank, world_size=world_size,
+            side_tables=self.side_tables(split), rank=rank, world_size=world_size, verify=cfg.loader.verify_shards,
         )
 
     def export(self, model: Any, cfg: Any, out: Any) -> None:

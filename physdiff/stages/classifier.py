@@ -61,7 +61,7 @@ class ClassifierRecipe(ShardRecipe):
         return make_loader(self.shard_root, split, batch_size=cfg.classifier.batch_size, mode=mode, frames=False,
                            seed=cfg.seed, epoch=epoch, num_workers=0, batches_per_epoch=batches,
                            shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt,
-                           rank=rank, world_size=world_size)
+                           rank=rank, world_size=world_size, verify=cfg.loader.verify_shards)
 
     def selection(self, cfg: Any) -> tuple[str, str]:
         """Balanced accuracy on its validation split picks the checkpoint the metrics use."""

@@ -66,7 +66,7 @@ class EvalInputs:
 
             keys, nu_train = training_nu(self.cfg)
             _d, idx = query(nu_train, self.test.nu, k=1, chunk_size=self.cfg.eval.retrieval_chunk_size,
-                            query_batch=self.cfg.eval.retrieval_query_batch)  # (B, 1)
+                            query_batch=self.cfg.eval.retrieval_query_batch, backend=self.cfg.eval.retrieval_backend)  # (B, 1)
             self.cache["retrieved"] = [keys[i] for i in idx[:, 0].tolist()]
         return self.cache["retrieved"]
 

@@ -74,7 +74,12 @@ class VideoRecipe(ShardRecipe):
         from physdiff.data.augment import augment_clips, resize_clips
         from physdiff.data.reader import frames_to_float
 
-        frames = batch["frames"].to(device, non_blocking=True)  # (B, T, 3, H, W) uint8: 4x less traffic than float
+        if "frames_jpeg" in batch:  # loader.frame_decode=gpu: nvjpeg on the device
+            from physdiff.data.sample import decode_frame_batch
+
+            frames = decode_frame_batch(batch["frames_jpeg"], batch["frame_bytes"], device)  # (B, T, 3, H, W) uint8
+        else:
+            frames = batch["frames"].to(device, non_blocking=True)  # (B, T, 3, H, W) uint8: 4x less traffic than float
         x = frames_to_float(frames)  # (B, T, 3, H, W)
         size = cfg.video.frame_size
         return augment_clips(x, cfg.video, size) if train else resize_clips(x, size)  # (B, T, 3, S, S)
