@@ -52,7 +52,7 @@ class DetectorSettings:
     max_side: int = 128  # working resolution: the longer side is scaled down (integer factor) to at most this
     window_s: float = 0.5  # half-span of the temporal-median background
     direction: str = "down"  # the way the stick travels toward the surface, in the picture
-    min_speed: float = 0.25  # approach speed at which speed_score is 0.5
+    min_speed: float = 0.4  # approach speed at which speed_score is 0.5
     min_confidence: float = 0.5  # onsets below are dropped
     min_separation_s: float = 0.08  # two detections closer than this are one strike (real double hits are >= 0.1 s apart)
     min_mass: float = 1e-3  # foreground share below which a frame shows no moving object
@@ -105,35 +105,37 @@ def _approach_points(y: np.ndarray, last: int, n: int) -> list[int]:
     return pts[::-1]
 
 
-def _rebound_points(y: np.ndarray, first: int, n: int) -> list[int]:
-    """Up to n frames from ``first`` while the object keeps moving away from (or stays at) the surface."""
+def _after_points(y: np.ndarray, first: int, n: int, approach: float) -> list[int]:
+    """Up to n frames from ``first`` until the object heads for the surface again (the next strike of a double hit)."""
     pts = [first]
     for i in range(first + 1, min(y.size, first + n)):
-        if not np.isfinite(y[i]) or y[i] > y[pts[-1]] + 0.002:
+        if not np.isfinite(y[i]) or y[i] - y[pts[-1]] > 0.5 * approach:
             break
         pts.append(i)
     return pts
 
 
 def cusp_at(y: np.ndarray, k: int, fps: float, settings: DetectorSettings) -> Candidate | None:
-    """Sub-frame contact time at a local maximum k of the trajectory y (N,), or None when it is no strike.
+    """Sub-frame contact time at a vertex k of the trajectory y (N,), or None when it is no strike.
 
     The contact lies in (k-1, k) or (k, k+1): each split fits the approach line through up to three
-    frames before the gap and the rebound line through up to three after, and intersects them.
+    frames before the gap and the line through up to three after, and intersects them.
     """
     best: tuple[float, float, Candidate] | None = None
     for last in (k, k - 1):  # last approach frame: contact in (last, last + 1)
         first = last + 1
-        if last < 1 or first >= y.size:
+        if last < 1 or first >= y.size or not (np.isfinite(y[last]) and np.isfinite(y[first])):
             continue
         pre_pts = _approach_points(y, last, 3)
         pre = _side_line(y, pre_pts)
-        post = _side_line(y, _rebound_points(y, first, 3))
-        if pre is None or post is None:
+        if pre is None or pre[0] <= 0:
+            continue
+        post = _side_line(y, _after_points(y, first, 3, pre[0]))
+        if post is None:  # the object keeps heading for the surface (or vanishes) right after: no contact here
             continue
         a, ia, ra = pre
         b, ib, rb = post
-        if a <= 0 or a - b <= 0:
+        if a - b <= 0:
             continue
         t = (ib - ia) / (a - b)  # both lines as icpt + slope * frame
         outside = max(last - t, t - first, 0.0)  # frames the intersection lies outside its own gap
@@ -141,14 +143,13 @@ def cusp_at(y: np.ndarray, k: int, fps: float, settings: DetectorSettings) -> Ca
             continue
         v_in, v_out = a, b
         speed = _ramp(v_in * fps, settings.min_speed, 1.0)
-        reversal = min(max((v_in - v_out) / v_in, 0.0), 1.5) / 1.5
+        reversal = _ramp((v_in - v_out) / v_in, 0.5, 0.5)  # 1 = stopped dead, > 1 = rebounded
         steps = np.diff(y[pre_pts])  # approach velocities, oldest first
         if steps.size >= 2:  # a swing accelerates into the surface; a jump in the picture does not
             approach = _ramp(steps[-1] / steps[-2], 0.6, 0.5)
         else:  # one frame of approach (a quick double hit): only a clear rebound makes it a strike
-            approach = _ramp(-v_out / v_in, 0.2, 0.5)
-        conf = speed * _ramp(reversal, 0.5, 0.5) * approach
-        cand = Candidate(float(t), float(v_in), float(v_out), float(conf))
+            approach = _ramp(-v_out / v_in, 0.1, 0.5)
+        cand = Candidate(float(t), float(v_in), float(v_out), float(speed * reversal * approach))
         key = (outside, ra + rb)
         if best is None or key < best[:2]:
             best = (outside, ra + rb, cand)
@@ -156,16 +157,20 @@ def cusp_at(y: np.ndarray, k: int, fps: float, settings: DetectorSettings) -> Ca
 
 
 def find_strikes(track: MotionTrack, settings: DetectorSettings | None = None) -> list[Candidate]:
-    """Every cusp of a motion track with its confidence (no threshold), one per strike, in time order."""
+    """Every cusp of a motion track with its confidence (no threshold), one per strike, in time order.
+
+    Candidates are the vertices where the trajectory bends away from the surface (second difference
+    negative and locally most so): the peak of a rebound, the knee where a scratch stops.
+    """
     s = settings or DetectorSettings()
     y = np.where(track.mass >= s.min_mass, track.position, np.nan)  # (N,)
     fps = float(track.fps)
+    bend = np.full(y.size, np.nan)
+    bend[1:-1] = y[2:] - 2 * y[1:-1] + y[:-2]  # (N,) second difference, NaN where a neighbour is missing
+    bend = np.where(np.isfinite(bend), bend, np.inf)
     cands: list[Candidate] = []
     for k in range(1, y.size - 1):
-        if not (np.isfinite(y[k]) and np.isfinite(y[k - 1])):
-            continue
-        nxt = y[k + 1] if np.isfinite(y[k + 1]) else -np.inf
-        if y[k] > y[k - 1] and y[k] >= nxt and track.shot[k - 1] == track.shot[k]:
+        if bend[k] < 0 and bend[k] <= bend[k - 1] and bend[k] <= bend[k + 1] and track.shot[k - 1] == track.shot[k] == track.shot[k + 1]:
             c = cusp_at(y, k, fps, s)
             if c is not None:
                 cands.append(c)
