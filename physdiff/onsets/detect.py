@@ -49,7 +49,7 @@ class Onset:
 class DetectorSettings:
     """How strikes are found. Speeds are in frame heights per second of the centroid along the strike direction."""
 
-    max_side: int = 128  # working resolution: the longer side is scaled down (integer factor) to at most this
+    max_side: int = 256  # working resolution: the longer side is scaled down (integer factor) to at most this
     window_s: float = 0.5  # half-span of the temporal-median background
     direction: str = "down"  # the way the stick travels toward the surface, in the picture
     min_speed: float = 0.4  # approach speed at which speed_score is 0.5

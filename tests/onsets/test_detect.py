@@ -109,3 +109,28 @@ def test_settings_are_checked() -> None:
 
     with pytest.raises(ValueError, match="direction"):
         motion_track(torch.zeros(8, 64, 64, 3), Fraction(30), direction="sideways")
+
+
+def test_command_line_prints_and_writes_a_times_file(onset_world: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from physdiff.onsets.resolve import read_onset_file
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    video = sorted(onset_world.glob("*_denoised.mp4"))[0]
+    out = tmp_path / "onsets.txt"
+    r = subprocess.run([sys.executable, "-m", "physdiff.onsets", str(video), "--out", str(out)], capture_output=True,
+                       text=True, env=env, cwd=repo, timeout=300)
+    assert r.returncode == 0, r.stderr
+    expected = [o.time_s for o in detect_onsets(video)]
+    assert read_onset_file(out) == pytest.approx(expected, abs=1e-6)
+    assert f"{len(expected)} strikes in {video}" in r.stdout
+    clip = tmp_path / "still.mp4"
+    _write_static_clip(clip)
+    r = subprocess.run([sys.executable, "-m", "physdiff.onsets", str(clip)], capture_output=True, text=True, env=env,
+                       cwd=repo, timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("error: no strike detected in") and str(clip) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
