@@ -3,6 +3,7 @@
     python bench/onsets.py                                   # tiny world at 64 px and at 224 px (generated if missing)
     python bench/onsets.py --sizes 64 --videos 10            # quicker: 10 videos of the 64 px world
     python bench/onsets.py --world /tmp/w64 --world /tmp/w224 --json out.json   # worlds already on disk
+    python bench/onsets.py --world /tmp/w64 --world /tmp/w224 --explain out.json  # where the false detections lie
 
 Worlds are the ``tiny`` preset's (40 videos x 12 events, seed 0) at each ``--sizes`` (``world.size``),
 cached under ``<data root>/world/`` like the main job's. For every video ``detect_onsets`` runs on the
@@ -11,6 +12,11 @@ times of ``<id>_physics.json`` (frames differ by <= 1). Rows per category: isola
 hits (0.10-0.24 s from a neighbour), scratches. Targets: precision and recall >= 0.9, median |error|
 <= 17 ms (half a frame at 29.97 fps). The last column block is the detector's cost as a share of the
 video's duration (real-time factor; one process, so compare the two sizes within one run).
+
+``--explain`` reads a previous ``--json`` and, for each world, counts the false detections that lie
+within 2 frames of a camera cut to another object or of the world's stick *jumping* between two rest
+poses (the renderer switches the stick to the next event's pose in one frame, which no real take
+does). It re-plans the videos with ``physdiff.world`` (scene + renderer internals of today's world).
 """
 
 from __future__ import annotations
@@ -37,6 +43,49 @@ def world_for(size: int, videos: int | None, data_root: str | None) -> Path:
     return out
 
 
+def explain(reports: dict, worlds: list[Path]) -> None:
+    """False detections near the world's cuts and stick jumps (see the module docstring)."""
+    import numpy as np
+
+    from physdiff.onsets.evaluate import match, truth_events
+    from physdiff.world.config import WorldConfig
+    from physdiff.world.render import Renderer, _tip_and_pivot, stick_pose
+    from physdiff.world.scene import plan_video
+
+    for (name, rep), world in zip(reports.items(), worlds):
+        w = WorldConfig(**json.loads((world / "config.json").read_text())["world"])
+        ids = sorted(p.name for p in world.glob("*_denoised.mp4"))
+        total = near_cut = near_jump = either = 0
+        for v in rep["videos"]:
+            i = ids.index(v["video"])
+            plan = plan_video(w, np.random.default_rng([w.seed, i, 0]))
+            r = Renderer(plan, w.size, w.fps, np.random.default_rng([w.seed, i, 2]))
+            n = r.num_frames
+            shot = [plan.events[r.shot(k / r.fps)].obj for k in range(n)]
+            cuts = [k for k in range(n - 1) if shot[k] != shot[k + 1]]
+            gov, tips = [], []
+            for k in range(n):
+                e, h = stick_pose(plan.events, k / r.fps)
+                gov.append(plan.events.index(e))
+                tips.append(_tip_and_pivot(e, h, k / r.fps, w.size)[0] / w.size)
+            jumps = [k for k in range(n - 1) if gov[k] != gov[k + 1] and np.linalg.norm(tips[k + 1] - tips[k]) > 0.05]
+            truth, fps = truth_events(world / v["video"].replace("_denoised.mp4", "_physics.json"))
+            det = [o["time_s"] for o in v["onsets"]]
+            matched = dict(match(det, [e.time_s for e in truth], fps))
+            for j, t in enumerate(det):
+                if j in matched:
+                    continue
+                f = t * fps
+                c = any(abs(f - (k + 0.5)) <= 2.5 for k in cuts)
+                jp = any(abs(f - (k + 0.5)) <= 2.5 for k in jumps)
+                total, near_cut, near_jump, either = total + 1, near_cut + c, near_jump + jp, either + (c or jp)
+        a = rep["summary"]["all"]
+        rest = a["detections"] - either
+        print(f"{name}: {total} false detections; {near_cut} within 2 frames of a cut to another object, {near_jump} of a "
+              f"stick jump between rest poses ({either} either); precision without those: "
+              f"{(rest - (total - either)) / max(rest, 1):.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from physdiff.onsets.detect import DetectorSettings
     from physdiff.onsets.evaluate import evaluate_world, format_table
@@ -49,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-confidence", type=float, default=None)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--json", default=None, help="write every video's onsets and scores here")
+    ap.add_argument("--explain", default=None, help="a previous --json: attribute its false detections (no detection run)")
     args = ap.parse_args(argv)
+    if args.explain:
+        explain(json.loads(Path(args.explain).read_text()), [Path(w) for w in args.world])
+        return 0
 
     worlds = [Path(w) for w in args.world] or [world_for(int(s), args.videos, args.data_root)
                                                for s in args.sizes.split(",") if s]
