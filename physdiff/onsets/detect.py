@@ -12,18 +12,21 @@ through the last frames before contact and the line through the first frames aft
 the contact time, which usually falls between two frames. Both ways of splitting the frames around
 the extreme are tried; the split whose intersection lands in its own gap (and fits best) wins.
 
-Confidence. ``confidence = speed_score * reversal_score`` in [0, 1]: the approach speed (frame heights
-per second; a real strike is fast) and the share of it the contact removes within a frame
-(``(v_in - v_out) / v_in`` clipped to [0, 1]: 1 for a stop or rebound), each through a smooth ramp.
+Confidence in [0, 1], the product of three smooth ramps: the approach speed (frame heights per second
+of the centroid; a real strike is fast; 0.5 at ``min_speed``), the share of it the contact removes
+within a frame (``(v_in - v_out) / v_in``: 1 for a dead stop, > 1 for a rebound; 0.5 at 0.5), and
+whether the approach *accelerated* into the surface (last approach step / the one before, 0.5 at
+0.6: a swing does, a jump in the picture does not; with a single approach frame, as in a quick
+double hit, a rebound of at least 10 % of the approach speed stands in for it).
 
-    onsets = detect_onsets("clip.mp4")              # [Onset(time_s=0.8215, frame=24, confidence=0.97), ...]
+    onsets = detect_onsets("clip.mp4")              # [Onset(time_s=0.8233, frame=24, confidence=0.87), ...]
     onsets = detect_onsets("clip.mp4", DetectorSettings(min_confidence=0.3))
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +214,3 @@ def detect_onsets(video_path: str | Path, settings: DetectorSettings | None = No
                         f"(confidence >= {s.min_confidence}); give the onsets with --onsets or --times")
     return out
 
-
-def settings_dict(settings: DetectorSettings) -> dict[str, Any]:
-    return asdict(settings)
