@@ -19,7 +19,7 @@ def _score(video: Path, physics: Path) -> dict:
 
 
 def test_world_strikes_found_within_one_frame(onset_world: Path) -> None:
-    scores, errors = [], []
+    scores = []
     for video in sorted(onset_world.glob("*_denoised.mp4")):
         onsets = detect_onsets(video)
         truth, fps = truth_events(video.with_name(video.name.replace("_denoised.mp4", "_physics.json")))
