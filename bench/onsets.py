@@ -4,12 +4,13 @@
     python bench/onsets.py --sizes 64 --videos 10            # quicker: 10 videos of the 64 px world
     python bench/onsets.py --world /tmp/w64 --world /tmp/w224 --json out.json   # worlds already on disk
     python bench/onsets.py --world /tmp/w64 --world /tmp/w224 --explain out.json  # where the false detections lie
+    python bench/onsets.py --table out.json                  # that run's table again, with 95 % intervals
 
 Worlds are the ``tiny`` preset's (40 videos x 12 events, seed 0) at each ``--sizes`` (``world.size``),
 cached under ``<data root>/world/`` like the main job's. For every video ``detect_onsets`` runs on the
 mp4 alone (no audio, no annotation) and its onsets are matched one-to-one to the annotated contact
 times of ``<id>_physics.json`` (frames differ by <= 1). Rows per category: isolated hits, close double
-hits (0.10-0.24 s from a neighbour), scratches. Targets: precision and recall >= 0.9, median |error|
+hits (0.10-0.24 s from a neighbour), scratches; [95 % intervals] resample videos (2000 draws). Targets: precision and recall >= 0.9, median |error|
 <= 17 ms (half a frame at 29.97 fps). The last column block is the detector's cost as a share of the
 video's duration (real-time factor; one process, so compare the two sizes within one run).
 
@@ -99,9 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--json", default=None, help="write every video's onsets and scores here")
     ap.add_argument("--explain", default=None, help="a previous --json: attribute its false detections (no detection run)")
+    ap.add_argument("--table", default=None, help="a previous --json: print its table again, with intervals")
     args = ap.parse_args(argv)
     if args.explain:
         explain(json.loads(Path(args.explain).read_text()), [Path(w) for w in args.world])
+        return 0
+    if args.table:  # re-print a saved run's table (with video-bootstrap intervals), no detection
+        from physdiff.onsets.evaluate import bootstrap_ci
+
+        reports = json.loads(Path(args.table).read_text())
+        for rep in reports.values():
+            rep["ci"] = bootstrap_ci([v["scores"] for v in rep["videos"]])
+        print(format_table(reports))
         return 0
 
     worlds = [Path(w) for w in args.world] or [world_for(int(s), args.videos, args.data_root)

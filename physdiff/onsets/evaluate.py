@@ -117,6 +117,21 @@ def summarise(per_video: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def bootstrap_ci(per_video: Sequence[dict[str, Any]], n: int = 2000, seed: int = 0) -> dict[str, dict[str, tuple[float, float]]]:
+    """95 % intervals of precision, recall and median |error| per category, resampling *videos* (events in one
+    video share its camera, room and objects, so they are not independent draws)."""
+    rng = np.random.default_rng(seed)
+    draws = [summarise([per_video[i] for i in rng.integers(0, len(per_video), len(per_video))]) for _ in range(n)]
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for c in (*CATEGORIES, "all"):
+        out[c] = {}
+        for key in ("precision", "recall", "median_ms"):
+            vals = np.array([d[c][key] for d in draws], float)
+            vals = vals[np.isfinite(vals)]
+            out[c][key] = (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))) if vals.size else (np.nan, np.nan)
+    return out
+
+
 def _one(args: tuple[str, dict]) -> dict[str, Any]:
     video, settings = args
     s = DetectorSettings(**settings)
@@ -148,19 +163,26 @@ def evaluate_world(world_dir: str | Path, settings: DetectorSettings | None = No
             results = pool.map(_one, jobs)
     else:
         results = [_one(j) for j in jobs]
-    return {"summary": summarise([r["scores"] for r in results]), "videos": results,
+    per_video = [r["scores"] for r in results]
+    return {"summary": summarise(per_video), "ci": bootstrap_ci(per_video), "videos": results,
             "seconds": time.perf_counter() - t0, "settings": asdict(s)}
 
 
 def format_table(reports: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: one row per (world, category)."""
-    lines = ["| world | events | category | events | detections | precision | recall | median err (ms) | p90 err (ms) | bias (ms) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown table: one row per (world, category); [95 % interval over videos] where ``ci`` is present."""
+    lines = ["| world | category | events | detections | precision | recall | median err (ms) | p90 err (ms) | bias (ms) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(rep: dict, c: str, key: str, fmt: str) -> str:
+        v = fmt.format(rep["summary"][c][key])
+        ci = rep.get("ci", {}).get(c, {}).get(key)
+        return v if ci is None else f"{v} [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
     for name, rep in reports.items():
         summ = rep["summary"]
         for c in ("all", *CATEGORIES):
             r = summ[c]
-            lines.append(f"| {name} | {summ['all']['events']} | {c} | {r['events']} | {r['detections']} | "
-                         f"{r['precision']:.3f} | {r['recall']:.3f} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+            lines.append(f"| {name} | {c} | {r['events']} | {r['detections']} | {cell(rep, c, 'precision', '{:.3f}')} | "
+                         f"{cell(rep, c, 'recall', '{:.3f}')} | {cell(rep, c, 'median_ms', '{:.1f}')} | {r['p90_ms']:.1f} | "
                          f"{r['bias_ms']:+.1f} |")
     return "\n".join(lines)
