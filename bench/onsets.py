@@ -1,4 +1,4 @@
-"""Strike onsets from silent video (issue 17): precision / recall within +-1 frame and timing error vs ground truth.
+"""Strike onsets from silent video: precision / recall within +-1 frame and timing error vs ground truth.
 
     python bench/onsets.py                                   # tiny world at 64 px and at 224 px (generated if missing)
     python bench/onsets.py --sizes 64 --videos 10            # quicker: 10 videos of the 64 px world

@@ -1,6 +1,7 @@
 """``physdiff generate``: impact sounds for one silent video: frames -> nu -> retrieved mu -> diffusion -> WAVs + MP4.
 
     physdiff generate --video clip.mp4 --onsets 0.5,1.2 --out out/
+    physdiff generate --video clip.mp4 --onsets auto --out out/                     # strikes found in the video itself
     physdiff generate --video clip.mp4 --times clip_times.txt --out out/
     physdiff generate --video clip.mp4 --onsets 0.8 --sampler ddim --steps 25 --guidance 2.0 --eta 0.0 \\
         --run-from data/runs/diffusion-ours-0123456789 --out out/                  # a given run, from any folder
@@ -12,11 +13,14 @@ diffusion run there (physdiff.cli.runs). Sampling: the run's ``sampling`` sectio
 ``--sampler``, ``--steps`` (0 = all T), ``--eta`` (the sigma temperature of eq. 9), ``--guidance``,
 ``--seed`` replacing single fields. Writes per clip a WAV at ``audio.sample_rate``, the full
 ``soundtrack.wav``, ``<video>_generated.mp4`` (video stream copied + AAC soundtrack), ``comparison.png``
-(vs ``--truth`` or a sibling ``.wav`` when present) and ``generation.json``.
+(vs ``--truth`` or a sibling ``.wav`` when present) and ``generation.json``. ``--onsets auto`` finds the
+strikes in the video (physdiff.onsets: the stick's motion cusps, with a confidence each, recorded in
+``generation.json``); a video with no detectable strike is an error and nothing is generated.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,12 @@ def build_parser() -> Any:
     ap.add_argument("--video", required=True, help="the (silent) video file")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--times", help="onsets file: 'time material action reaction' lines or one time (s) per line")
-    g.add_argument("--onsets", help="onset times in seconds, comma-separated, e.g. 0.5,1.2")
+    g.add_argument("--onsets", help="onset times in seconds, comma-separated (e.g. 0.5,1.2), or 'auto': find the "
+                                    "strikes in the video")
+    ap.add_argument("--onset-confidence", type=float, default=None, metavar="C",
+                    help="with --onsets auto: the smallest detection confidence kept (default 0.5)")
+    ap.add_argument("--onset-direction", choices=("down", "up", "left", "right"), default=None,
+                    help="with --onsets auto: the strike direction in the picture (default down)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--run-from", default=None, metavar="DIR", help="a diffusion run folder, or a data folder")
     ap.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="sampling.sampler (default: the run's)")
@@ -64,19 +73,29 @@ def main(argv: list[str] | None = None) -> int:
     from physdiff.cli.runs import resolve_diffusion_run
     from physdiff.data.media import video_fps
     from physdiff.inference.generate import generate_video
-    from physdiff.inference.media import parse_onsets, read_onsets
     from physdiff.inference.synthesizer import Synthesizer
+    from physdiff.onsets import DetectorSettings, resolve_onsets
 
     args = build_parser().parse_args(argv)
-    onsets = read_onsets(args.times) if args.times else parse_onsets(args.onsets)
     video_fps(args.video)  # fail fast (one line naming the file) on a missing or unreadable video, before loading models
+    settings = DetectorSettings()
+    if args.onset_confidence is not None:
+        settings = dataclasses.replace(settings, min_confidence=args.onset_confidence)
+    if args.onset_direction is not None:
+        settings = dataclasses.replace(settings, direction=args.onset_direction)
+    found = resolve_onsets(args.video, args.onsets, times=args.times, settings=settings)  # no strike: stop here
+    onsets = found.times
+    if found.source == "detected":
+        print(f"{len(onsets)} strikes found in {args.video}: " + ", ".join(
+            f"{t:.3f} s ({c:.2f})" for t, c in zip(onsets, found.confidences)), flush=True)
     run = resolve_diffusion_run(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     synth = Synthesizer.from_run(run, device)
     opts = sampling_from_args(args, synth.cfg)
     print(f"{len(onsets)} onsets; {synth.variant} model {run} (preset {synth.cfg.preset}); "
           f"{opts.describe(synth.num_timesteps)}", flush=True)
-    s = generate_video(synth, args.video, onsets, args.out, opts, truth_wav=args.truth, progress=not args.no_progress)
+    s = generate_video(synth, args.video, onsets, args.out, opts, truth_wav=args.truth, progress=not args.no_progress,
+                       onset_info=found.to_json())
     out = Path(args.out)
     print(f"wrote {len(s['clips'])} clips, {out / s['soundtrack']}, {out / s['mp4']}, {out / s['figure']}")
     return 0

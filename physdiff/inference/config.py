@@ -59,10 +59,13 @@ class SamplingConfig:
 class GenerateConfig:
     """The generate stage: sound for the silent test videos (one folder per video)."""
 
-    split: str = "test"  # the split whose videos (and their annotated onsets) the stage renders
+    split: str = "test"  # the split whose videos the stage renders
+    onsets: str = "annotated"  # "annotated" (the split's annotated times) | "auto" (strikes found in each video)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def validate(self) -> None:
         if self.split not in ("train", "val", "test"):
             raise ConfigError(f"generate.split must be train, val or test, got {self.split!r}")
+        if self.onsets not in ("annotated", "auto"):
+            raise ConfigError(f"generate.onsets must be annotated or auto, got {self.onsets!r}")

@@ -81,8 +81,10 @@ def generate_video(synth: Any, video: str | Path, onsets: Sequence[float], out_d
     for i, t in enumerate(vc.onsets):
         p = out_dir / f"clip_{i:03d}_{t:.3f}s.wav"
         sf.write(p, (0.99 * audio[i]).numpy(), sr, subtype="FLOAT")
+        conf = (onset_info or {}).get("confidences") or []
         clips.append({"onset": t, "onset_frame": vc.onset_frames[i], "frames_clamped": vc.clamped[i], "wav": p.name,
-                      "retrieved": keys[i], "retrieval_distance": float(dist[i])})
+                      "retrieved": keys[i], "retrieval_distance": float(dist[i]),
+                      "confidence": conf[i] if i < len(conf) else None})
     length = int(round(vc.duration * sr))
     track = place_clips(audio, vc.onsets, sr, length)
     sf.write(out_dir / "soundtrack.wav", track, sr, subtype="FLOAT")
@@ -100,7 +102,7 @@ def generate_video(synth: Any, video: str | Path, onsets: Sequence[float], out_d
         "sample_rate": sr, "fps": float(vc.fps), "num_frames": vc.num_frames, "duration": vc.duration,
         "soundtrack": "soundtrack.wav", "soundtrack_samples": length, "mp4": mp4.name, "figure": fig.name,
         "ground_truth": str(wav) if wav is not None else None, "sampling": asdict(opts),
-        "onsets": onset_info or {"source": "given"},
+        "onsets": onset_info or {"source": "given", "times": list(vc.onsets), "confidences": [None] * len(vc.onsets)},
         "spectrogram_mse_vs_truth": None if truth is None else float(((spec - truth) ** 2).mean()),
         "seconds": time.time() - t0, "clips": clips,
     }

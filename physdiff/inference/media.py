@@ -102,12 +102,15 @@ def read_onsets(path: str | Path) -> list[float]:
 
 
 def parse_onsets(text: str) -> list[float]:
-    """``"0.5,1.2 2.0"`` -> [0.5, 1.2, 2.0] (commas or spaces)."""
+    """``"0.5,1.2 2.0"`` -> [0.5, 1.2, 2.0] (commas or spaces). DataError on anything that is not seconds."""
     toks = [t for t in text.replace(",", " ").split() if t]
     try:
-        return [float(t) for t in toks]
+        out = [float(t) for t in toks]
     except ValueError:
-        raise DataError(f"--onsets must be numbers of seconds separated by commas, got {text!r}") from None
+        raise DataError(f"--onsets must be 'auto' or numbers of seconds separated by commas, got {text!r}") from None
+    if not out:
+        raise DataError("--onsets is empty: give 'auto' or times in seconds such as 0.5,1.2")
+    return out
 
 
 def place_clips(clips: Tensor, onsets: Sequence[float], sample_rate: int, length: int, gain: float = 0.9) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Strike onsets from silent video (issue 17, section 1): ``detect_onsets(video) -> [Onset]``.
+"""Strike onsets from silent video: ``detect_onsets(video) -> [Onset]``.
 
     from physdiff.onsets import detect_onsets, resolve_onsets
     onsets = detect_onsets("clip.mp4")                        # [Onset(time_s, frame, confidence), ...]

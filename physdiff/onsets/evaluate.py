@@ -27,7 +27,7 @@ import numpy as np
 from physdiff.errors import DataError
 from physdiff.onsets.detect import DetectorSettings, Onset, detect_onsets
 
-CLOSE_GAP = (0.10, 0.24)  # s: issue 17's "close double hits"
+CLOSE_GAP = (0.10, 0.24)  # s: "close double hits", counted apart
 CATEGORIES = ("hit", "close", "scratch")
 
 

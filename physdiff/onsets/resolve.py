@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from physdiff.errors import DataError
+from physdiff.inference.media import parse_onsets, read_onsets
 from physdiff.onsets.detect import DetectorSettings, Onset, detect_onsets
 
 AUTO = "auto"
@@ -49,38 +50,9 @@ class ResolvedOnsets:
         return out
 
 
-def parse_onset_list(text: str) -> list[float]:
-    """``"0.5,1.2 2.0"`` -> [0.5, 1.2, 2.0] (commas or spaces). DataError on anything that is not seconds."""
-    toks = [t for t in text.replace(",", " ").split() if t]
-    try:
-        out = [float(t) for t in toks]
-    except ValueError:
-        raise DataError(f"--onsets must be 'auto' or numbers of seconds separated by commas, got {text!r}") from None
-    if not out:
-        raise DataError(f"--onsets is empty: give 'auto' or times in seconds such as 0.5,1.2")
-    return out
-
-
-def read_onset_file(path: str | Path) -> list[float]:
-    """Onset times from a file: Greatest Hits ``time material action reaction`` lines, or one time per line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read onsets {path}: {e}") from None
-    out = []
-    for n, line in enumerate(lines, 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        tok = s.split()[0].rstrip(",")
-        try:
-            out.append(float(tok))
-        except ValueError:
-            raise DataError(f"{path}:{n}: onset {tok!r} is not a number of seconds") from None
-    if not out:
-        raise DataError(f"no onsets in {path}")
-    return out
+# One parser for typed onsets and one for times files, shared with generation (physdiff.inference.media).
+parse_onset_list = parse_onsets
+read_onset_file = read_onsets
 
 
 def resolve_onsets(video: str | Path, onsets: str | Sequence[float] | None = AUTO, *, times: str | Path | None = None,

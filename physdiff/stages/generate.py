@@ -1,6 +1,7 @@
 """The generate stage: sound for every silent video of a split, from finished runs only (paper Sec. 3.4).
 
-For each video of ``generate.split`` (its annotated onsets, read from the shards) it writes what
+For each video of ``generate.split`` (its annotated onsets, read from the shards; or with
+``generate.onsets=auto`` the strikes found in the video itself) it writes what
 :func:`physdiff.inference.generate.generate_video` writes (clips, soundtrack, muxed MP4, comparison
 figure, ``generation.json``) into ``<data>/runs/generate-<variant>-<hash>/<video id>/``, then
 ``DONE.json``. Its MLflow run holds a few WAVs, the MP4s, the comparison figures and every
@@ -72,8 +73,14 @@ def run_generate(cfg: Any, *, device: str | None = None, progress: bool | None =
             it = tqdm(items, desc="generate", unit="video")
         results = {}
         for vid, v in it:
-            results[vid] = generate_video(synth, v["video"], v["onsets"], out_dir / vid, cfg.sampling,
-                                          truth_wav=v["wav"], progress=False, name=vid)
+            onsets, info = v["onsets"], {"source": "annotated", "times": v["onsets"], "confidences": [None] * len(v["onsets"])}
+            if cfg.generate.onsets == "auto":  # the strikes found in the video itself (physdiff.onsets)
+                from physdiff.onsets import resolve_onsets
+
+                found = resolve_onsets(v["video"], "auto")
+                onsets, info = found.times, found.to_json()
+            results[vid] = generate_video(synth, v["video"], onsets, out_dir / vid, cfg.sampling,
+                                          truth_wav=v["wav"], progress=False, name=vid, onset_info=info)
         summary = {"stage": "generate", "out": str(out_dir), "variant": synth.variant, "split": split,
                    "diffusion_run": str(diffusion_run), "videos": len(results),
                    "clips": sum(len(r["clips"]) for r in results.values()),

@@ -1,12 +1,12 @@
-"""``generate --onsets auto`` end to end: detected onsets drive the real generation path (trained debug runs).
-
-The CLI flag itself lives in cluster/generate.py (being refactored, issue 13); this runs what it will
-call: ``resolve_onsets(video, "auto")`` then ``physdiff.stages.generate.generate_video`` with those times.
-"""
+"""``physdiff generate --onsets auto`` end to end: the real command finds the strikes, and the detected onsets
+drive the real generation path (trained debug runs), on a world video and on a 224 px H.264 / AAC mp4."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +17,24 @@ from physdiff.onsets.resolve import resolve_onsets
 from tests.stages.trained_runs import train_upstream
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="module")
-def synth(debug_data: dict):
-    from physdiff.stages.generate import Synthesizer
-
-    runs = train_upstream(debug_data, ("ours",))
-    return Synthesizer.from_run(runs["diffusion"]["ours"], "cpu")
+def synth(debug_data: dict) -> Path:
+    """The trained debug 'ours' run (with its index) that the command loads."""
+    return train_upstream(debug_data, ("ours",))["diffusion"]["ours"]
 
 
-def _generate(synth, video: Path, out: Path) -> tuple[dict, object]:
-    from physdiff.stages.generate import SampleOptions, generate_video
-
-    resolved = resolve_onsets(video, "auto")
-    assert resolved.source == "detected" and resolved.times
-    opts = SampleOptions(steps=2, batch_size=4)
-    summary = generate_video(synth, video, resolved.times, out, opts, progress=False)
-    return summary, resolved
+def _generate(run: Path, video: Path, out: Path) -> tuple[dict, object]:
+    """``physdiff generate --onsets auto`` as a user runs it; returns (generation.json, the detector's onsets)."""
+    p = subprocess.run([sys.executable, "-m", "physdiff", "generate", "--video", str(video), "--onsets", "auto",
+                        "--run-from", str(run), "--steps", "2", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=300, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    resolved = resolve_onsets(video, "auto")  # the same detector, in this process: the same onsets
+    assert resolved.source == "detected" and resolved.times and "strikes found" in p.stdout
+    return json.loads((out / "generation.json").read_text()), resolved
 
 
 @pytest.mark.slow
@@ -63,9 +65,10 @@ def test_generate_auto_on_a_world_video_and_a_224_px_clip(synth, onset_world: Pa
             seg += x[: seg.shape[0]]
         gain = float(track @ expected / (expected @ expected))
         assert 0.1 < gain <= 1.0 and np.abs(track - gain * expected).max() < 2e-3
-        # what generation.json should record under "onsets" (the hook in stages/generate.py) round-trips as JSON
-        rec = json.loads(json.dumps(resolved.to_json()))
+        # generation.json records where the onsets came from, with the detector's confidence of each
+        rec = summary["onsets"]
         assert rec["source"] == "detected" and rec["times"] == [round(t, 6) for t in resolved.times]
+        assert [c["confidence"] for c in summary["clips"]] == rec["confidences"]
         assert len(rec["confidences"]) == len(rec["times"]) and all(0.5 <= c <= 1 for c in rec["confidences"])
         assert (out / "generation.json").is_file() and (out / summary["mp4"]).is_file()
 
