@@ -27,6 +27,9 @@ class SamplingConfig:
     guidance_scale: float = 1.0  # classifier-free guidance w (1 = plain conditional sampling)
     clip_x0: bool = True  # clip the predicted x0 to [-1, 1] at every step (official)
     seed: int = 0  # the noise of every sampled clip: results are reproducible
+    # Griffin-Lim's start: "random" phase, or "physics": the phase of the eq.-4 resynthesis of the retrieved
+    # training clip's modes (physdiff.physics.phase; rows without a retrieved clip start at random)
+    phase_init: str = "random"
     batch_size: int = nonsemantic(64)  # clips per sampler call (memory only; the noise does not depend on it)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -46,6 +49,8 @@ class SamplingConfig:
             raise ConfigError(f"sampling.guidance_scale must be a finite number >= 0, got {self.guidance_scale}")
         if self.seed < 0:
             raise ConfigError(f"sampling.seed must be >= 0, got {self.seed}")
+        if self.phase_init not in ("random", "physics"):
+            raise ConfigError(f"sampling.phase_init must be random or physics, got {self.phase_init!r}")
         if self.batch_size < 1:
             raise ConfigError(f"sampling.batch_size must be >= 1, got {self.batch_size}")
 

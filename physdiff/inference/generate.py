@@ -70,7 +70,7 @@ def generate_video(synth: Any, video: str | Path, onsets: Sequence[float], out_d
     nu, logits = synth.encode_frames(vc.frames)  # (B, D_nu), (B, K)
     cond, keys, dist = synth.conditions(nu, logits)
     spec = synth.sample(cond, opts, progress=progress)  # (B, 1, F, N)
-    audio = synth.to_audio(spec)  # (B, T)
+    audio = synth.to_audio(spec, keys, opts)  # (B, T); phase from the retrieved clips with sampling.phase_init=physics
     if not torch.isfinite(audio).all():
         raise DataError(f"generation for {video} produced non-finite audio; nothing was written")
 

@@ -104,8 +104,30 @@ class Synthesizer:
 
         return sample_spectrograms(self.diffusion, cond, opts, progress=progress, **overrides)
 
-    def to_audio(self, spec: Tensor) -> Tensor:
-        """(B, 1, F, N) -> denormalise -> Griffin-Lim -> peak-normalised audio (B, T) at ``audio.sample_rate``."""
+    def training_modes(self, keys: list[str]) -> Tensor:
+        """The shard modes (B, 3, D) of training clips ``keys`` (read once from the training shards, then cached)."""
+        if not hasattr(self, "_modes"):
+            from physdiff import identity
+            from physdiff.data.reader import make_loader
+
+            table: dict[str, Tensor] = {}
+            for b in make_loader(identity.shards_dir(self.cfg), "train", batch_size=256, mode="eval"):
+                table.update({str(k): torch.as_tensor(m) for k, m in zip(b["key"], b["modes"])})
+            self._modes = table
+        return torch.stack([self._modes[k] for k in keys]).float()
+
+    def to_audio(self, spec: Tensor, keys: list[str | None] | None = None, opts: Any = None) -> Tensor:
+        """(B, 1, F, N) -> denormalise -> Griffin-Lim -> peak-normalised audio (B, T) at ``audio.sample_rate``.
+
+        With ``sampling.phase_init=physics`` and the retrieved training clip of every row (``keys``), Griffin-Lim
+        starts from the phase of those clips' modal resynthesis (physdiff.physics.phase); else at random.
+        """
         from physdiff.physics import spectrogram_to_audio
 
+        opts = opts if opts is not None else self.cfg.sampling
+        if opts.phase_init == "physics" and keys and all(k is not None for k in keys):
+            from physdiff.physics.phase import modal_phase
+
+            phase = modal_phase(self.training_modes(list(keys)), self.cfg.audio)  # (B, F, N)
+            return spectrogram_to_audio(spec, self.cfg.audio, init_phase=phase)
         return spectrogram_to_audio(spec, self.cfg.audio)

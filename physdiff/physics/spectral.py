@@ -33,6 +33,7 @@ __all__ = [
     "normalize_spectrogram",
     "denormalize_spectrogram",
     "griffin_lim",
+    "fast_griffin_lim",
     "spectrogram_target",
     "spectrogram_to_audio",
     "bin_centers",
@@ -153,15 +154,17 @@ def denormalize_spectrogram(x: torch.Tensor, cfg: "AudioConfig") -> torch.Tensor
 
 
 def griffin_lim(
-    logmag: torch.Tensor, cfg: "AudioConfig", length: int | None = None, seed: int | None = 0
+    logmag: torch.Tensor, cfg: "AudioConfig", length: int | None = None, seed: int | None = 0,
+    init_phase: torch.Tensor | None = None, n_iter: int | None = None,
 ) -> torch.Tensor:
     """Log-magnitude spectrogram ``(B, F, N)`` (or ``(F, N)``) -> audio ``(B, T)`` by Griffin-Lim.
 
     Uses ``torchaudio.transforms.GriffinLim`` (fast Griffin-Lim, momentum 0.99) with
-    ``cfg.griffin_lim_iters`` iterations on ``exp(logmag) - spec_log_eps``. ``length=None`` gives
-    ``cfg.num_samples`` when the spectrogram has ``cfg.num_frames`` frames, else ``(N - 1) * hop``.
+    ``cfg.griffin_lim_iters`` iterations (or ``n_iter``) on ``exp(logmag) - spec_log_eps``. ``length=None``
+    gives ``cfg.num_samples`` when the spectrogram has ``cfg.num_frames`` frames, else ``(N - 1) * hop``.
     The random initial phase is drawn under ``seed`` (``None``: the global RNG), so results are
-    reproducible by default.
+    reproducible by default; ``init_phase`` ((B, F, N) unit phasors, e.g. :func:`physdiff.physics.phase.modal_phase`)
+    starts the same iteration from a given phase instead.
     """
     import torchaudio
 
@@ -173,9 +176,14 @@ def griffin_lim(
     if length is None:
         length = cfg.num_samples if frames == cfg.num_frames else (frames - 1) * cfg.hop_length
     mag = (logmag.exp() - cfg.spec_log_eps).clamp_min(0.0)  # (B, F, N)
+    iters = cfg.griffin_lim_iters if n_iter is None else n_iter
+    if init_phase is not None:
+        if init_phase.shape != mag.shape:
+            raise ValueError(f"init_phase must have the spectrogram's shape {tuple(mag.shape)}, got {tuple(init_phase.shape)}")
+        return fast_griffin_lim(mag, init_phase.to(mag.device), cfg.n_fft, cfg.hop_length, iters, length)  # (B, T)
     transform = torchaudio.transforms.GriffinLim(
         n_fft=cfg.n_fft,
-        n_iter=cfg.griffin_lim_iters,
+        n_iter=iters,
         hop_length=cfg.hop_length,
         power=1.0,
         length=length,
@@ -188,6 +196,28 @@ def griffin_lim(
         return transform(mag)  # (B, T)
 
 
+def fast_griffin_lim(mag: torch.Tensor, angles: torch.Tensor, n_fft: int, hop_length: int, n_iter: int,
+                     length: int, momentum: float = 0.99) -> torch.Tensor:
+    """Fast Griffin-Lim (Perraudin et al. 2013) from the initial phasors ``angles``: (B, F, N) -> (B, T).
+
+    The same iteration as ``torchaudio.functional.griffinlim`` (Hann window, centred reflect-padded frames,
+    momentum 0.99), with the start given instead of drawn; ``tests/physics/test_phase.py`` checks the two
+    agree when given the same start.
+    """
+    window = torch.hann_window(n_fft, device=mag.device, dtype=mag.dtype)
+    m = momentum / (1 + momentum)
+    angles = angles.to(torch.complex128 if mag.dtype == torch.float64 else torch.complex64)
+    tprev = torch.tensor(0.0, dtype=mag.dtype, device=mag.device)
+    for _ in range(n_iter):
+        inverse = torch.istft(mag * angles, n_fft=n_fft, hop_length=hop_length, window=window, length=length)
+        rebuilt = torch.stft(inverse, n_fft=n_fft, hop_length=hop_length, window=window, center=True,
+                             pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
+        angles = rebuilt - tprev.mul_(m) if m else rebuilt
+        angles = angles.div(angles.abs().add(1e-16))
+        tprev = rebuilt
+    return torch.istft(mag * angles, n_fft=n_fft, hop_length=hop_length, window=window, length=length)  # (B, T)
+
+
 def spectrogram_target(audio: torch.Tensor, cfg: "AudioConfig") -> torch.Tensor:
     """x_0 of the diffusion model: the normalised log-magnitude spectrogram of the peak-normalised clip.
 
@@ -198,10 +228,15 @@ def spectrogram_target(audio: torch.Tensor, cfg: "AudioConfig") -> torch.Tensor:
         return normalize_spectrogram(log_magnitude(audio.float(), cfg), cfg).unsqueeze(1)
 
 
-def spectrogram_to_audio(x: torch.Tensor, cfg: "AudioConfig", seed: int | None = 0) -> torch.Tensor:
-    """Inverse of :func:`spectrogram_target`: ``(B, 1, F, N)`` -> denormalise -> Griffin-Lim -> peak-normalised ``(B, T)``."""
+def spectrogram_to_audio(x: torch.Tensor, cfg: "AudioConfig", seed: int | None = 0,
+                         init_phase: torch.Tensor | None = None, n_iter: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`spectrogram_target`: ``(B, 1, F, N)`` -> denormalise -> Griffin-Lim -> peak-normalised ``(B, T)``.
+
+    ``init_phase``: Griffin-Lim's start ((B, F, N) unit phasors; default random under ``seed``).
+    """
     logmag = denormalize_spectrogram(x.float().squeeze(1).cpu(), cfg)  # (B, F, N)
-    return peak_normalize(griffin_lim(logmag, cfg, seed=seed))  # (B, T)
+    phase = None if init_phase is None else init_phase.cpu()
+    return peak_normalize(griffin_lim(logmag, cfg, seed=seed, init_phase=phase, n_iter=n_iter))  # (B, T)
 
 
 def bin_centers(n_fft: int, sample_rate: float, like: torch.Tensor | None = None) -> torch.Tensor:

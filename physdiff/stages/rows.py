@@ -112,9 +112,9 @@ def make_diffusion(variant: str) -> Callable[[EvalInputs], Generated]:
     def make(ev: EvalInputs) -> Generated:
         synth = ev.synthesizer(variant)
         t0 = time.time()
-        cond, _keys, _dist = synth.conditions(ev.test.nu, ev.test.logits)  # (N, C)
+        cond, keys, _dist = synth.conditions(ev.test.nu, ev.test.logits)  # (N, C)
         specs = synth.sample(cond, ev.cfg.sampling, progress=ev.progress)  # (N, 1, F, N)
-        audio = synth.to_audio(specs)  # (N, T)
+        audio = synth.to_audio(specs, keys, ev.cfg.sampling)  # (N, T)
         return Generated(specs, audio, (time.time() - t0) / specs.shape[0])
 
     return make
