@@ -96,7 +96,7 @@ def generate_video(synth: Any, video: str | Path, onsets: Sequence[float], out_d
         gt_audio = ground_truth_clips(wav, vc.onsets, cfg.audio)  # (B, T)
         truth = spectrogram_target(gt_audio, cfg.audio)  # (B, 1, F, N)
     fig = comparison_figure(out_dir / "comparison.png", spec, truth, [f"{t:.2f} s" for t in vc.onsets],
-                            f"{stem}: {synth.variant}, {opts.describe(synth.num_timesteps)}")
+                            f"{stem}: {synth.variant}, {opts.describe(synth.num_timesteps)}", cfg.audio)
     summary = {
         "video": str(video), "variant": synth.variant, "diffusion_run": str(synth.diffusion.run_dir),
         "sample_rate": sr, "fps": float(vc.fps), "num_frames": vc.num_frames, "duration": vc.duration,

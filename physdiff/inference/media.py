@@ -171,27 +171,45 @@ def mux_soundtrack(video_path: str | Path, audio: np.ndarray, sample_rate: int, 
 
 
 def comparison_figure(path: str | Path, generated: Tensor, truth: Tensor | None, labels: Sequence[str],
-                      title: str = "", max_clips: int = 8) -> Path:
-    """Normalised log-magnitude spectrograms, one row per clip: generated | ground truth (when given)."""
+                      title: str = "", audio_cfg: Any = None) -> Path:
+    """Every clip's normalised log-magnitude spectrogram, one row per clip: generated | ground truth (when given).
+
+    Time (s) and frequency (kHz) axes when ``audio_cfg`` is given (else frames and bins), one shared colour bar
+    of the normalised log-magnitude scale.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = min(generated.shape[0], max_clips)
+    n = generated.shape[0]
     cols = 1 if truth is None else 2
-    fig, axes = plt.subplots(n, cols, figsize=(3.2 * cols, 2.0 * n + 0.6), squeeze=False)
+    f_bins, n_frames = generated.shape[-2], generated.shape[-1]
+    if audio_cfg is not None:
+        extent = (0.0, (n_frames - 1) * audio_cfg.hop_length / audio_cfg.sample_rate, 0.0, audio_cfg.sample_rate / 2000.0)
+        xlabel, ylabel = "time (s)", "frequency (kHz)"
+    else:
+        extent, xlabel, ylabel = (0, n_frames, 0, f_bins), "frame", "bin"
+    fig, axes = plt.subplots(n, cols, figsize=(3.4 * cols + 0.8, 1.9 * n + 0.7), squeeze=False)
+    im = None
     for i in range(n):
         panels = [(generated[i, 0], "generated")] + ([] if truth is None else [(truth[i, 0], "ground truth")])
         for j, (x, name) in enumerate(panels):
             ax = axes[i][j]
-            ax.imshow(x.float().cpu().numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1)
+            im = ax.imshow(x.float().cpu().numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1,
+                           extent=extent)
             ax.set_title(f"{labels[i]}: {name}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.tick_params(labelsize=6)
+            if i == n - 1:
+                ax.set_xlabel(xlabel, fontsize=7)
+            if j == 0:
+                ax.set_ylabel(ylabel, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    if im is not None:
+        cax = fig.add_axes((0.88, 0.15, 0.02, 0.7))
+        fig.colorbar(im, cax=cax).set_label("normalised log-magnitude", fontsize=7)
     path = Path(path)
     fig.savefig(path, dpi=80)
     plt.close(fig)
