@@ -24,7 +24,9 @@ class DataError(PhysdiffError):
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run an entry point's ``main``; turn expected errors into one line on stderr and exit code 2."""
     from physdiff.config import ConfigError
+    from physdiff.logs import setup_logging
 
+    setup_logging()  # the one place entry points configure logging: plain lines on stderr
     try:
         rc = main()
     except (PhysdiffError, ConfigError, FileNotFoundError, NotADirectoryError, FileExistsError, IsADirectoryError,

@@ -58,8 +58,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
-import sys
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -72,6 +72,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from physdiff.data import sample as S
 from physdiff.data.sidetable import SideTable, read_side_table
 from physdiff.errors import DataError
+
+log = logging.getLogger(__name__)
 
 _SKIPS = "__skips__"  # batch entry carrying this worker's skip notices to the main process
 _ERROR = "__error__"  # entry carrying a worker's DataError message (the worker stops after it)
@@ -421,8 +423,7 @@ class ShardLoader:
             for notice in batch.pop(_SKIPS, []):
                 self.skipped.append(notice)
                 # Counted and said where it happens: stage logs show every skip with its running count.
-                print(f"[reader] skip {len(self.skipped)} (rank {self.spec.rank}, epoch {self.spec.epoch}): {notice}",
-                      file=sys.stderr, flush=True)
+                log.info(f"[reader] skip {len(self.skipped)} (rank {self.spec.rank}, epoch {self.spec.epoch}): {notice}")
             if _ERROR in batch:
                 raise DataError(batch[_ERROR])  # the worker's own one-line message
             if batch:

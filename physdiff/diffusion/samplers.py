@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from physdiff.diffusion.schedule import Schedule, timestep_sequence
+from physdiff.logs import progress as progress_iter
 
 ModelFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -79,11 +80,8 @@ def _sample(kind: str, model_fn: ModelFn, shape: tuple[int, ...], schedule: Sche
     x = x_init.to(device, dtype) if x_init is not None else _randn(tuple(shape), generator, device, dtype)  # (B, ...)
     if x.shape[0] != cond.shape[0]:
         raise ValueError(f"batch of shape {tuple(x.shape)} does not match cond {tuple(cond.shape)}")
-    it = taus
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(taus, desc=f"{kind} sampling", leave=False)
+    # a nested bar: drawn on a terminal only, never a line per step in a log file
+    it = progress_iter(taus, desc=f"{kind} sampling", enabled=progress, terminal_only=True, leave=False)
     for i, t in enumerate(it):
         ab = float(ab_all[t])  # alpha_bar_t
         ab_prev = float(ab_all[taus[i + 1]]) if i + 1 < len(taus) else 1.0  # alpha_bar at the next (smaller) t

@@ -23,12 +23,15 @@ one parent run (``pipeline-<hash>``) holds every stage run nested under it.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from physdiff import identity
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def run_local(args: Any, cfg: Any, run_step: Any) -> Any:
     last = None
     try:
         for step in pipeline_steps(cfg):
-            print(f"[all] {step.name} ({time.time() - t0:.0f} s elapsed)", flush=True)
+            log.info(f"[all] {step.name} ({time.time() - t0:.0f} s elapsed)")
             last = run_step(args, step.config(cfg), step.stage, step.name)
             if last.returncode:
                 tracker.finish("FAILED")
@@ -126,7 +129,7 @@ def run_local(args: Any, cfg: Any, run_step: Any) -> Any:
         tracker.finish("FAILED")
         raise
     tracker.finish("FINISHED")
-    print(f"[all] done in {time.time() - t0:.0f} s", flush=True)
+    log.info(f"[all] done in {time.time() - t0:.0f} s")
     return last
 
 
@@ -137,14 +140,14 @@ def submit_slurm(args: Any, cfg: Any, submit_step: Any) -> tuple[dict[str, str],
     last = None
     for step in pipeline_steps(cfg):
         if step.complete(cfg):
-            print(f"[all] {step.name}: complete, nothing submitted", flush=True)
+            log.info(f"[all] {step.name}: complete, nothing submitted")
             continue
         after = [jobs[u] for u in step.after if u in jobs]
         last = submit_step(args, step.config(cfg), step.stage, step.name, after)
         jobs[step.name] = str(last.job.job_id)
-        print(f"[all] {step.name}: job {last.job.job_id}" + (f" after {','.join(after)}" if after else ""), flush=True)
+        log.info(f"[all] {step.name}: job {last.job.job_id}" + (f" after {','.join(after)}" if after else ""))
     tracker.set_tags({"physdiff.slurm_jobs": ",".join(f"{k}={v}" for k, v in jobs.items())})
-    print("[all] submitted: " + (", ".join(f"{k}={v}" for k, v in jobs.items()) or "nothing (all complete)"), flush=True)
+    log.info("[all] submitted: " + (", ".join(f"{k}={v}" for k, v in jobs.items()) or "nothing (all complete)"))
     if getattr(args, "wait", False) and last is not None:
         try:
             last.job.result()

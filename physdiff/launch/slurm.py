@@ -22,6 +22,7 @@ writes to; physdiff never unpickles a file it did not just write itself in the s
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from physdiff.training.signals import REQUEUE, StopFlag
+
+log = logging.getLogger(__name__)
 
 SIGNAL_DELAY_S = 120  # USR2 two minutes before the limit: time to reach a step boundary and save
 
@@ -124,9 +127,12 @@ class StageJob:
         if self.cpu:
             os.environ["PHYSDIFF_CPU"] = "1"
         # Our flag-only handlers replace submitit's; submitit's USR2 handler is kept for the hand-over.
+        from physdiff.logs import setup_logging
+
+        setup_logging()  # a submitit job is an entry point of its own
         flag = StopFlag().install((signal.SIGUSR2, signal.SIGTERM, signal.SIGUSR1))
         cfg = from_dict(Config, self.cfg_dict)
-        print(f"[physdiff] {env} restart={os.environ.get('SLURM_RESTART_COUNT', '0')}", flush=True)
+        log.info(f"[physdiff] {env} restart={os.environ.get('SLURM_RESTART_COUNT', '0')}")
         result = train_stage(cfg, self.stage, stop_flag=flag, cpu=True if self.cpu else None)
 
         import torch.distributed as dist
@@ -134,7 +140,7 @@ class StageJob:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         if result.status in ("requeue", "stopped"):
-            print(f"[physdiff] stopped at step {result.step} by {flag.signals}; checkpoint saved", flush=True)
+            log.info(f"[physdiff] stopped at step {result.step} by {flag.signals}; checkpoint saved")
             if env.global_rank == 0:
                 handler = flag.previous(signal.SIGUSR2)
                 if result.status == "stopped" and flag.code < REQUEUE:

@@ -9,10 +9,13 @@ training stages at them with ``train.shards=DIR``; these stages then have nothin
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from physdiff import identity
 from physdiff.training.tracking import track_task
+
+log = logging.getLogger(__name__)
 
 
 def _tracking_dir(cfg: Any, stage: str, h: str) -> Any:
@@ -26,7 +29,7 @@ def run_world(cfg: Any, *, progress: bool | None = None) -> dict[str, Any]:
 
     out = identity.world_dir(cfg)
     if cfg.train.shards:
-        print(f"[world] skipped: train.shards={cfg.train.shards} names existing shards", flush=True)
+        log.info(f"[world] skipped: train.shards={cfg.train.shards} names existing shards")
         return {"stage": "world", "skipped": True}
     h = identity.artifact_hash(cfg, "world")
     with track_task(cfg, _tracking_dir(cfg, "world", h), "world", h) as tracker:
@@ -35,7 +38,7 @@ def run_world(cfg: Any, *, progress: bool | None = None) -> dict[str, Any]:
             tracker.log_metrics({"world/videos": summary["videos"], "world/events": summary["events"],
                                  "world/wall_seconds": summary["wall_seconds"]}, step=0)
     state = "complete" if summary is None else f"wrote {summary['videos']} videos, {summary['events']} events"
-    print(f"[world] {state}: {out}", flush=True)
+    log.info(f"[world] {state}: {out}")
     return {"stage": "world", "out": str(out), "built": summary is not None}
 
 
@@ -49,17 +52,17 @@ def run_shards(cfg: Any) -> dict[str, Any]:
             from physdiff.errors import DataError
 
             raise DataError(f"train.shards={cfg.train.shards} holds no shards (no train/manifest.json)")
-        print(f"[shards] given: {out}", flush=True)
+        log.info(f"[shards] given: {out}")
         return {"stage": "shards", "out": str(out), "built": False}
     h = identity.artifact_hash(cfg, "shards")
     with track_task(cfg, _tracking_dir(cfg, "shards", h), "shards", h) as tracker:
         if (out / "summary.json").is_file():
-            print(f"[shards] complete: {out}", flush=True)
+            log.info(f"[shards] complete: {out}")
             return {"stage": "shards", "out": str(out), "built": False}
         summary = build_shards(identity.world_dir(cfg), out, cfg, workers=cfg.shards.workers)
         tracker.log_metrics({"shards/written": summary["written"], "shards/skipped": summary["skipped"],
                              "shards/annotated": summary["annotated"]}, step=0)
         tracker.log_artifact(out / "summary.json")
-    print(format_summary(summary), flush=True)
-    print(f"[shards] built: {out}", flush=True)
+    log.info(format_summary(summary))
+    log.info(f"[shards] built: {out}")
     return {"stage": "shards", "out": str(out), "built": True, "written": summary["written"]}

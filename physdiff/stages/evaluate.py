@@ -25,6 +25,7 @@ is one error naming it and the command that makes it.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from physdiff.artifacts import finished, read_export, write_done
 from physdiff.errors import DataError
 
 from physdiff.stages.clips import SplitClips, load_split, training_nu, video_tables  # noqa: F401  (re-exported)
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- what is scored
@@ -91,7 +94,7 @@ def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None 
     e = cfg.eval
     run_dir = Path(out) if out else identity.artifact_dir(cfg, "evaluate")
     if (run_dir / "DONE.json").is_file() and not force:
-        print(f"[evaluate] complete: {run_dir / 'report.md'}", flush=True)
+        log.info(f"[evaluate] complete: {run_dir / 'report.md'}")
         return finished(run_dir, "evaluate")
     runs = required_runs(cfg)  # before any work: one error naming every missing artifact
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -119,12 +122,12 @@ def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None 
             scores[name] = clip_scores(outp, gt_out, test.labels, gen.specs, gt_specs, gen.audio, gt_audio)
             seconds[name] = gen.seconds_per_clip
 
-        print(f"[evaluate] {n} test clips; rows: {', '.join(e.rows)}", flush=True)
+        log.info(f"[evaluate] {n} test clips; rows: {', '.join(e.rows)}")
         score("ground_truth", Generated(gt_specs, gt_audio, 0.0))
         for r in e.rows:
             t0 = time.time()
             score(r, ROWS[r].make(ev))
-            print(f"[evaluate] {r}: {time.time() - t0:.0f} s", flush=True)
+            log.info(f"[evaluate] {r}: {time.time() - t0:.0f} s")
         # Table 3's sampler settings of "ours" (DDIM at each step count, eta 0; ancestral DDPM over all T)
         t3_settings: list[tuple[str, str, int, float]] = []
         if "ours" in e.rows:
@@ -139,12 +142,12 @@ def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None 
                     vcfg = cfg.copy({"sampling.sampler": sampler, "sampling.steps": steps, "sampling.eta": eta})
                     score(name, make_diffusion("ours")(EvalInputs(vcfg, test, runs, dev, progress, ev.cache)))
                 t3_settings.append((name, sampler, steps or T, eta))
-                print(f"[evaluate] ours {sampler.upper()}-{steps or T}: {seconds[name]:.3f} s/clip", flush=True)
+                log.info(f"[evaluate] ours {sampler.upper()}-{steps or T}: {seconds[name]:.3f} s/clip")
 
         t_boot = time.time()
         boot = bootstrap(scores, reps=max(e.bootstrap, 2), set_reps=min(e.bootstrap_set, max(e.bootstrap, 2)),
                          seed=e.metric_seed, kid=kid, level=e.ci_level)
-        print(f"[evaluate] bootstrap: {e.bootstrap} resamples of the {n} clips ({time.time() - t_boot:.0f} s)", flush=True)
+        log.info(f"[evaluate] bootstrap: {e.bootstrap} resamples of the {n} clips ({time.time() - t_boot:.0f} s)")
 
         def row_metrics(name: str) -> dict[str, Any]:
             m = dict(boot.point[name])
@@ -205,6 +208,6 @@ def run_evaluate(cfg: Any, *, out: str | Path | None = None, device: str | None 
                 "mlflow_run_id": tracker.run_id, "table1": table1, "table3": table3, "fig5b": fig5b,
                 "paired": paired, "chance": chance, "meta": meta}
         write_done(run_dir, done)
-    print(paths["md"].read_text(), flush=True)
-    print(f"[evaluate] report: {paths['md']}", flush=True)
+    log.info(paths["md"].read_text())
+    log.info(f"[evaluate] report: {paths['md']}")
     return done

@@ -13,6 +13,7 @@ figure, ``generation.json``) into ``<data>/runs/generate-<variant>-<hash>/<video
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ import torch
 from physdiff import identity
 from physdiff.artifacts import finished, write_done
 from physdiff.errors import DataError
+from physdiff.logs import progress as progress_iter
+
+log = logging.getLogger(__name__)
 
 MLFLOW_WAVS = 4  # clip WAVs logged to MLflow (the rest stay in the run folder)
 
@@ -50,7 +54,7 @@ def run_generate(cfg: Any, *, device: str | None = None, progress: bool | None =
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out_dir = identity.artifact_dir(cfg, "generate")
     if (out_dir / "DONE.json").is_file():
-        print(f"[generate] complete: {out_dir}", flush=True)
+        log.info(f"[generate] complete: {out_dir}")
         return finished(out_dir, "generate")
     diffusion_run = identity.artifact_dir(cfg, "diffusion")
     synth = Synthesizer.from_run(diffusion_run, device)  # finished artifacts only; names the missing one
@@ -58,21 +62,16 @@ def run_generate(cfg: Any, *, device: str | None = None, progress: bool | None =
     videos = split_videos(cfg, split)
     if not videos:
         raise DataError(f"no clips in the {split} split to generate for ({identity.shards_dir(cfg)})")
-    print(f"[generate] {len(videos)} videos, {sum(len(v['onsets']) for v in videos.values())} clips, "
-          f"{synth.variant}, {cfg.sampling.describe(synth.num_timesteps)} -> {out_dir}", flush=True)
+    log.info(f"[generate] {len(videos)} videos, {sum(len(v['onsets']) for v in videos.values())} clips, "
+          f"{synth.variant}, {cfg.sampling.describe(synth.num_timesteps)} -> {out_dir}")
     for stale in [p for p in out_dir.iterdir() if p.is_dir()] if out_dir.is_dir() else []:
         if stale.name not in videos:  # a video folder of an interrupted earlier attempt on other shards
             shutil.rmtree(stale)
     items = sorted(videos.items())
     with track_task(cfg, out_dir, "generate", identity.artifact_hash(cfg, "generate")) as tracker:
         tracker.set_tags({"physdiff.diffusion_run": diffusion_run.name})
-        it: Any = items
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(items, desc="generate", unit="video")
         results = {}
-        for vid, v in it:
+        for vid, v in progress_iter(items, desc="[generate] videos", enabled=progress):
             onsets, info = v["onsets"], {"source": "annotated", "times": v["onsets"], "confidences": [None] * len(v["onsets"])}
             if cfg.generate.onsets == "auto":  # the strikes found in the video itself (physdiff.onsets)
                 from physdiff.onsets import resolve_onsets
@@ -89,7 +88,7 @@ def run_generate(cfg: Any, *, device: str | None = None, progress: bool | None =
         _log_media(tracker, out_dir, results)
         tracker.log_metrics({"generate/videos": len(results), "generate/clips": summary["clips"]}, step=0)
         write_done(out_dir, summary)
-    print(f"[generate] wrote {summary['clips']} clips for {summary['videos']} videos under {out_dir}", flush=True)
+    log.info(f"[generate] wrote {summary['clips']} clips for {summary['videos']} videos under {out_dir}")
     return summary
 
 

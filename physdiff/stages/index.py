@@ -10,10 +10,13 @@ names the same diffusion weights is reused, anything else is rebuilt::
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from physdiff import identity
 from physdiff.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def run_index(cfg: Any, *, force: bool = False) -> dict[str, Any]:
@@ -24,22 +27,22 @@ def run_index(cfg: Any, *, force: bool = False) -> dict[str, Any]:
 
     variant = cfg.diffusion.variant
     if LATENT_NAME[variant] is None:
-        print(f"[index] variant '{variant}' retrieves no latent: nothing to index", flush=True)
+        log.info(f"[index] variant '{variant}' retrieves no latent: nothing to index")
         return {"stage": "index", "variant": variant, "built": False, "path": None}
     diffusion_run = identity.artifact_dir(cfg, "diffusion")
     out = identity.artifact_dir(cfg, "index")
     if not force and (out / "DONE.json").is_file():
         try:
             index = load_run_index(out, diffusion_run)
-            print(f"[index] complete: {out} ({len(index)} training clips)", flush=True)
+            log.info(f"[index] complete: {out} ({len(index)} training clips)")
             return {"stage": "index", "variant": variant, "built": False, "path": str(out), "count": len(index)}
         except DataError as e:  # stale (other weights) or damaged: rebuilt below, and said why
-            print(f"[index] rebuilding {out}: {e}", flush=True)
+            log.info(f"[index] rebuilding {out}: {e}")
     with track_task(cfg, out, "index", identity.artifact_hash(cfg, "index")) as tracker:
         index, path = build_run_index(diffusion_run, out)
         tracker.log_artifact(path, "index")
         tracker.log_artifact(path.with_suffix(".json"), "index")
         tracker.set_tags({"physdiff.diffusion_run": diffusion_run.name})
-    print(f"[index] built: {path} ({len(index)} training clips, nu {index.key_dim}-d -> "
-          f"{index.manifest.get('value_name')} {index.value_dim}-d)", flush=True)
+    log.info(f"[index] built: {path} ({len(index)} training clips, nu {index.key_dim}-d -> "
+          f"{index.manifest.get('value_name')} {index.value_dim}-d)")
     return {"stage": "index", "variant": variant, "built": True, "path": str(out), "count": len(index)}

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -42,6 +43,8 @@ from typing import Any
 from physdiff.config import Config, add_config_args, config_from_args, from_dict
 from physdiff.errors import PhysdiffError, run_cli
 from physdiff.sweeps import tune as tc
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DIMS = "0,10,25,50,100,200,400"
 METRIC = "loss"  # what Tune optimises: validation MR-STFT loss of modal + residual
@@ -121,6 +124,9 @@ def prior_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     """
     from ray import tune
 
+    from physdiff.logs import setup_logging
+
+    setup_logging()  # a Ray worker process: its output goes to the trial's log
     M, lr, seed = int(config["residual_dims"]), float(config["lr"]), int(config["seed"])
     cpus = int(setup.get("cpus_per_trial") or 1)
     import torch
@@ -131,7 +137,7 @@ def prior_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     if prev is not None:
         with prev.as_directory() as d:
             ptr = json.loads((Path(d) / TRIAL_POINTER).read_text())
-        print(f"[sweep] {trial_name(M, lr, seed)}: restored; trainer checkpoint {ptr.get('checkpoint')}", file=sys.stderr)
+        log.info(f"[sweep] {trial_name(M, lr, seed)}: restored; trainer checkpoint {ptr.get('checkpoint')}")
 
     last_epoch = int(cfg.train.epochs)
     held: dict[str, Any] = {}
@@ -443,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         }  # fmt: skip
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[sweep] {setup['name']}: folder {sweep_dir}", file=sys.stderr)
+    log.info(f"[sweep] {setup['name']}: folder {sweep_dir}")
 
     parent = tc.ParentRun(setup["tracking_uri"], setup["experiment"], run_id=setup.get("parent_run_id") or None)
     if tc.sqlite_path(setup["tracking_uri"]) is not None:
@@ -455,18 +461,18 @@ def main(argv: list[str] | None = None) -> int:
     setup["parent_run_id"] = rid or ""
     tc.write_json(sweep_dir / "sweep.json", setup)
     if rid:
-        print(f"[sweep] MLflow: {setup['tracking_uri']} experiment '{setup['experiment']}', parent run {rid}", file=sys.stderr)
+        log.info(f"[sweep] MLflow: {setup['tracking_uri']} experiment '{setup['experiment']}', parent run {rid}")
 
     tc.init_ray(a.address, num_cpus=a.num_cpus or None)
     out = run_sweep(setup, sweep_dir, resume=a.resume)
     print(Path(out["table"]).read_text())
     if out["best_per_m"]:
         best_m = min(out["best_per_m"], key=out["best_per_m"].get)
-        print(f"[sweep] best loss per M: " + ", ".join(f"M={m}: {v:.4f}" for m, v in out["best_per_m"].items())
+        log.info(f"[sweep] best loss per M: " + ", ".join(f"M={m}: {v:.4f}" for m, v in out["best_per_m"].items())
               + f"; lowest at M={best_m}")  # fmt: skip
-    print(f"[sweep] table {out['table']}; figure {out['figure']}", file=sys.stderr)
+    log.info(f"[sweep] table {out['table']}; figure {out['figure']}")
     if not out["complete"]:
-        print(f"[sweep] interrupted; continue with: physdiff sweep residual-dims --resume --name {setup['name']}", file=sys.stderr)
+        log.info(f"[sweep] interrupted; continue with: physdiff sweep residual-dims --resume --name {setup['name']}")
         return 130
     return 1 if out["errors"] else 0
 

@@ -12,12 +12,14 @@ CPU runs are real gloo DDP.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 CPU_ENV = "PHYSDIFF_CPU"
 
@@ -38,8 +40,7 @@ def make_accelerator(mixed_precision: str = "no", cpu: bool | None = None) -> An
     if use_cpu:
         os.environ["ACCELERATE_USE_CPU"] = "true"
         if mixed_precision == "fp16":  # fp16 autocast + GradScaler are GPU features
-            print("[physdiff] train.mixed_precision=fp16 needs a GPU; this CPU run uses fp32 (bf16 works on CPU)",
-                  file=sys.stderr)
+            log.info("[physdiff] train.mixed_precision=fp16 needs a GPU; this CPU run uses fp32 (bf16 works on CPU)")
             mixed_precision = "no"
     # Several stage runs in one process (pipeline, tests): start from a clean Accelerate state,
     # but keep an existing process group (the state reset does not destroy it).

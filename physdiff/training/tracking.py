@@ -18,7 +18,7 @@ Default store: ``sqlite:///<data_root>/mlflow.db`` with artifacts in ``<data_roo
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import math
 import os
 import time
@@ -28,6 +28,8 @@ from typing import Any
 
 from physdiff.configlib import to_dict
 from physdiff.fileio import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 # Fail fast against a dead server instead of MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -135,8 +137,7 @@ class Tracker:
                 self.run_id = run.info.run_id
                 return self.run_id
             except Exception as e:  # the store was reset or moved: say so, then open a new run below
-                print(f"[tracking] MLflow run {rid} is not in {self.uri} ({type(e).__name__}); opening a new run",
-                      file=sys.stderr)
+                log.info(f"[tracking] MLflow run {rid} is not in {self.uri} ({type(e).__name__}); opening a new run")
                 rid = None
         exp = c.get_experiment_by_name(self.cfg.tracking.experiment)
         if exp is None:

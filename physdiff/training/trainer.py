@@ -29,10 +29,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ import torch
 from physdiff import identity
 from physdiff.artifacts import DONE, ExportWriter, write_done
 from physdiff.errors import PhysdiffError
+from physdiff.logs import progress_bar
 from physdiff.training import checkpoint as ck
 from physdiff.training.distributed import all_reduce_max, all_reduce_mean, barrier, broadcast_int, make_accelerator
 from physdiff.training.best import BestKeeper
@@ -51,6 +52,8 @@ from physdiff.training.ema import EMA
 from physdiff.training.recipe import EvalContext, Recipe
 from physdiff.training.signals import NONE, REQUEUE, STOP, StopFlag
 from physdiff.training.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 ReportFn = Callable[[dict[str, float], Path | None], None]
 StopFn = Callable[[], bool]
@@ -128,7 +131,7 @@ def train(
         cfg.write_json(run_dir / "config.json")
         ckpt_dir.mkdir(exist_ok=True)
         for p in ck.sweep_incomplete(ckpt_dir):
-            print(f"[{recipe.name}] removed an incomplete checkpoint write: {p.name}", file=sys.stderr)
+            log.info(f"[{recipe.name}] removed an incomplete checkpoint write: {p.name}")
     barrier()
 
     if tc.deterministic:
@@ -166,10 +169,10 @@ def train(
         if rng is not None:
             ck.set_rng_state(rng)
         if meta.get("world_size") != world and is_main:
-            print(f"[{recipe.name}] resuming a {meta.get('world_size')}-rank checkpoint on {world} ranks: "
-                  "the data order changes from here", file=sys.stderr)
+            log.info(f"[{recipe.name}] resuming a {meta.get('world_size')}-rank checkpoint on {world} ranks: "
+                  "the data order changes from here")
         if is_main:
-            print(f"[{recipe.name}] resumed from {path} (epoch {epoch}, batch {cursor}, step {step})", file=sys.stderr)
+            log.info(f"[{recipe.name}] resumed from {path} (epoch {epoch}, batch {cursor}, step {step})")
 
     tracker = Tracker(cfg, run_dir, recipe.name, rhash) if is_main else None
     mlflow_id = tracker.start() if tracker else None
@@ -190,12 +193,9 @@ def train(
     clip_grads = clip_at > 0
     check_norm = tc.mixed_precision != "fp16"  # the fp16 scaler skips overflowing steps by itself
 
-    bar = None
-    if is_main and tc.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_epochs * nb, initial=min(epoch * nb + cursor, n_epochs * nb), desc=recipe.name,
-                   dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+    # a tqdm bar on a terminal; in a log file one line every 10 % or 60 s (physdiff.logs)
+    bar = progress_bar(n_epochs * nb, recipe.name, initial=min(epoch * nb + cursor, n_epochs * nb),
+                       enabled=is_main and tc.progress)
 
     def save(tag: str) -> Path:
         """All ranks: write RNG files into one agreed temporary folder; rank 0 completes and renames it."""
@@ -245,8 +245,7 @@ def train(
                     local_bad = 1.0
                 group_loss += lv / group_len
                 clips_since += _batch_len(batch)
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 if not sync:
                     continue
 
@@ -322,8 +321,8 @@ def train(
             if is_main and report_fn is not None:
                 report_fn(dict(metrics, epoch=epoch, step=step), last_ckpt)
             if stop_early:
-                print(f"[{recipe.name}] early stop at epoch {epoch}: {keeper.key if keeper else 'the selection metric'} "
-                      f"did not improve for {tc.patience} evaluations", file=sys.stderr)
+                log.info(f"[{recipe.name}] early stop at epoch {epoch}: {keeper.key if keeper else 'the selection metric'} "
+                      f"did not improve for {tc.patience} evaluations")
                 break
     except SystemExit:
         # Ray Tune stops a trial (e.g. ASHA) by raising SystemExit from report_fn: not a failure.

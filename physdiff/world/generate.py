@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from physdiff.errors import PhysdiffError
 from physdiff.fileio import atomic_write_json
+from physdiff.logs import progress_bar
 from physdiff.world.config import WorldConfig
 from physdiff.world.media import write_mp4, write_wav
 from physdiff.world.recording import render_audio
@@ -149,7 +149,7 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = N
     ids = video_ids(world.videos, seed)
     jobs = [(str(out_dir), dataclasses.asdict(world), seed, i, vid) for i, vid in enumerate(ids)]
     results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="synth", unit="video", disable=not progress)
+    bar = progress_bar(len(jobs), "[world] videos", enabled=progress)
     if world.workers > 1 and len(jobs) > 1:
         # fork where it exists: workers only use numpy/scipy/PyAV, and it works from any __main__
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")

@@ -4,7 +4,8 @@
   eval, retrieval, inference, and the root modules) never imports ``physdiff.stages``, the launcher, the
   command line or the sweeps; the stages never import the launcher, the command line or the sweeps;
 - no import cycle among the modules of ``physdiff/`` and ``cluster/``;
-- only ``physdiff/fileio.py`` publishes files by renaming a temporary one.
+- only ``physdiff/fileio.py`` publishes files by renaming a temporary one;
+- only ``physdiff/logs.py`` draws progress bars or configures logging.
 """
 
 from __future__ import annotations
@@ -142,3 +143,24 @@ def test_only_fileio_renames_temporary_files() -> None:
     bad = [hit for p in files if p != REPO / "physdiff" / "fileio.py" for hit in _rename_calls(p)]
     assert not bad, "hand-written temporary-name-then-rename outside physdiff/fileio.py:\n" + "\n".join(bad)
     assert _rename_calls(REPO / "physdiff" / "fileio.py")  # the scan recognises the one that is allowed
+
+
+def _logging_setup_calls(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                "basicConfig", "addHandler"):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno} .{node.func.attr}()")
+    return found
+
+
+def test_only_physdiff_logs_draws_bars_or_configures_logging() -> None:
+    """Progress goes through physdiff.logs (a bar on a terminal, short lines in a file); library code only logs."""
+    logs = REPO / "physdiff" / "logs.py"
+    tqdm = [f"{p.relative_to(REPO)}" for name, p in _modules().items()
+            if p != logs and any(m == "tqdm" or m.startswith("tqdm.") for m in _imports(p, name))]
+    assert not tqdm, "tqdm used directly (a bar that floods a SLURM log):\n" + "\n".join(tqdm)
+    setup = [hit for p in sorted((REPO / "physdiff").rglob("*.py")) if p != logs for hit in _logging_setup_calls(p)]
+    assert not setup, "logging configured outside physdiff.logs.setup_logging:\n" + "\n".join(setup)
+    assert _logging_setup_calls(logs)  # the scan recognises the one that is allowed

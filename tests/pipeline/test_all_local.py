@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.log_rules import check_progress_lines
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
 FAST = ["train.progress=false", "loader.num_workers=0", "eval.variants=[nn_retrieval,video,video_label,ours]"]
@@ -30,10 +32,21 @@ def _run(args: list[str], cwd: Path = REPO, timeout: int = 900) -> subprocess.Co
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data = tmp_path_factory.mktemp("all-local")
+    # progress on, as in the README's main job: its log is what test_the_log_a_slurm_job_can_hold reads
     p = _run([str(REPO / "cluster/launch.py"), "--stage=all", "--local", "--preset", "debug", "--data-root", str(data),
-              *FAST])
+              *[o for o in FAST if not o.startswith("train.progress")]])
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
-    return {"data": data, "stdout": p.stdout}
+    return {"data": data, "stdout": p.stdout, "stderr": p.stderr}
+
+
+def test_the_log_a_slurm_job_can_hold(pipeline: dict) -> None:
+    """No cursor escapes, no line over 1,000 characters, and progress lines at most every 10 % or 60 s."""
+    log = pipeline["stdout"] + pipeline["stderr"]
+    assert "\r" not in log and "\x1b[" not in log
+    lines = log.splitlines()
+    assert max(len(line) for line in lines) <= 1000, max(lines, key=len)[:300]
+    bars = check_progress_lines(lines)
+    assert {"prior", "video", "diffusion"} <= set(bars), sorted(bars)
 
 
 @pytest.mark.timeout(900)
@@ -77,7 +90,7 @@ def test_a_rerun_skips_every_stage(pipeline: dict) -> None:
     p = _run([str(REPO / "cluster/launch.py"), "--stage", "all", "--local", "--preset", "debug", "--data-root", str(data),
               *FAST], timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout
+    out = p.stdout + p.stderr  # stage messages are log lines on stderr
     assert "[world] complete" in out and "[shards] complete" in out and "[evaluate] complete" in out
     assert "[generate] complete" in out and out.count("[index] complete") == 2
     assert "resumed from" not in p.stderr and "Epoch" not in p.stderr

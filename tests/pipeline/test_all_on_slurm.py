@@ -29,9 +29,9 @@ def test_stage_all_submits_a_dependent_chain(slurm_cluster: dict, tmp_path: Path
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=840,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    jobs = dict(re.findall(r"\[all\] ([\w-]+): job (\d+)", proc.stdout))
+    jobs = dict(re.findall(r"\[all\] ([\w-]+): job (\d+)", proc.stderr))  # the launcher logs to stderr
     assert set(jobs) == {"world", "shards", "prior", "video", "classifier", "diffusion-ours", "diffusion-video",
-                         "index-ours", "generate", "evaluate"}, proc.stdout
+                         "index-ours", "generate", "evaluate"}, proc.stderr[-3000:]
 
     def dependency(step: str) -> set[str]:
         scripts = list((tmp_path / "jobs").glob(f"*/{jobs[step]}/*submission.sh"))

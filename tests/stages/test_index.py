@@ -90,4 +90,4 @@ def test_launcher_dispatches_the_index_stage(debug_data: dict, runs: dict) -> No
                        env=env, cwd=REPO)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     index_run = runs["diffusion"]["ours"].name.replace("diffusion-", "index-", 1)
-    assert "[index]" in p.stdout and index_run in p.stdout
+    assert "[index]" in p.stderr and index_run in p.stderr
