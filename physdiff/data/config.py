@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from physdiff.configlib import nonsemantic
+from physdiff.configchecks import at_least, rate
+from physdiff.configlib import ConfigError, nonsemantic
+
+SUBSETS = ("paper", "all")
 
 
 @dataclass
@@ -27,6 +30,15 @@ class ShardsConfig:
         "debug": {"frame_size": 32, "samples_per_shard": 8},
     }
 
+    def validate(self) -> None:
+        if self.subset not in SUBSETS:
+            raise ConfigError(f"shards.subset must be one of {', '.join(SUBSETS)}, got {self.subset!r}")
+        at_least("shards", self, 1, "num_frames", "frame_size", "samples_per_shard", "shards_per_task",
+                 "physics_batch", "workers")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"shards.jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        rate("shards", self, "test_fraction")
+
 
 @dataclass
 class LoaderConfig:
@@ -39,3 +51,7 @@ class LoaderConfig:
         "tiny": {"shuffle_buffer": 64},
         "debug": {"batch_size": 4, "shuffle_buffer": 16, "num_workers": 0},
     }
+
+    def validate(self) -> None:
+        at_least("loader", self, 1, "batch_size", "shuffle_buffer")
+        at_least("loader", self, 0, "num_workers")
