@@ -58,6 +58,16 @@ def sampling_from_args(args: Any, base: Any) -> Any:
                            seed=args.seed, batch_size=args.batch_size)
 
 
+def check_sampling_flags(args: Any) -> None:
+    """The sampling flags on their own (NaN guidance, a negative step count...): one-line errors before any model loads."""
+    from physdiff.inference.config import SamplingConfig
+    from physdiff.inference.sampling import resolve_options
+
+    resolve_options(SamplingConfig(), sampler=getattr(args, "sampler", None), steps=args.steps, eta=getattr(args, "eta", None),
+                    guidance_scale=getattr(args, "guidance", None), seed=args.seed,
+                    batch_size=getattr(args, "batch_size", None))
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -68,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from physdiff.inference.synthesizer import Synthesizer
 
     args = build_parser().parse_args(argv)
+    check_sampling_flags(args)
     onsets = read_onsets(args.times) if args.times else parse_onsets(args.onsets)
     video_fps(args.video)  # fail fast (one line naming the file) on a missing or unreadable video, before loading models
     run = resolve_diffusion_run(args)
