@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     add_data_args(ap, tracking=False)
     add_config_args(ap, default_preset=None)
     args = ap.parse_args(argv)
+    from physdiff.cli.common import check_override_tokens
+
+    check_override_tokens(args.overrides)
     spec = EditSpec.from_dict(parse_edits(args.edit, args.edits))
     from physdiff.cli.generate import check_sampling_flags
 

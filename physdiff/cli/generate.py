@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     from physdiff.inference.media import parse_onsets, read_onsets
     from physdiff.inference.synthesizer import Synthesizer
 
+    from physdiff.cli.common import check_override_tokens
+
     args = build_parser().parse_args(argv)
+    check_override_tokens(args.overrides)
     check_sampling_flags(args)
     onsets = read_onsets(args.times) if args.times else parse_onsets(args.onsets)
     video_fps(args.video)  # fail fast (one line naming the file) on a missing or unreadable video, before loading models

@@ -29,7 +29,6 @@ to another process (pids are reused) is reported and removed, and that process i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -305,7 +304,9 @@ def stop_server(state_dir: Path, timeout: float = 20.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="physdiff mlflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from physdiff.cli.common import parser
+
+    p = parser("physdiff mlflow", __doc__)
     p.add_argument("action", choices=("start", "stop", "status", "uri"), help="what to do with the server")
     p.add_argument("--state", default="", help="folder for pid/URI/log (default: <data>/mlflow-server)")
     p.add_argument("--data-root", default=None, metavar="DIR",

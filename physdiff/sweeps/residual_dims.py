@@ -387,8 +387,9 @@ def study_settings(a: argparse.Namespace, cfg: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="physdiff sweep residual-dims", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    from physdiff.cli.common import parser
+
+    p = parser("physdiff sweep residual-dims", __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--dims", default=DEFAULT_DIMS, help=f"residual dims M to try (default {DEFAULT_DIMS}; 0 = modal only)")
     p.add_argument("--lr", default="", help="learning-rate grid, comma-separated (default: train.lr)")
     p.add_argument("--lr-loguniform", nargs=2, type=float, metavar=("LOW", "HIGH"), help="sample lr log-uniformly instead")
