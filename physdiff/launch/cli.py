@@ -115,15 +115,19 @@ def _prepare_locked(cfg: Any, stage: str) -> _Prepared:
     run_dir, rhash = run_dir_for(cfg, recipe), run_hash(cfg, recipe)
     existed = run_dir.exists()
     lock = RunLock(run_dir, cfg.train.lock_timeout, stage).acquire()
+    created = not existed and not (run_dir / "config.json").exists()
     try:
-        created = not existed and not (run_dir / "config.json").exists()
         cfg.write_json(run_dir / "config.json")
         if (run_dir / DONE).exists():
             rid = json.loads((run_dir / DONE).read_text()).get("mlflow_run_id")
         else:
             clear_failure(run_dir)
             rid = Tracker(cfg, run_dir, stage, rhash).start()
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, Exception) and created:
+            from physdiff.launch.failure import record_failed_launch
+
+            record_failed_launch(run_dir, cfg, None, e, created=True)
         lock.release()
         raise
     return _Prepared(cfg, run_dir, rid, lock, created)
@@ -159,7 +163,9 @@ def run_torchrun(args: Any, cfg: Any, stage: str, run_dir: Path) -> Launch:
     if rc != 0:  # the ranks printed their errors (tee'd above); end with the root cause as one line
         errs = rank_errors(log_dir)
         if errs:
-            rank, msg = errs[0]
+            # the root cause: an anticipated error (it names the file or setting) before the peers' collective
+            # breakdowns, which run_cli reports as unexpected failures ("Connection closed by peer")
+            rank, msg = min(errs, key=lambda e: ("unexpected failure" in e[1], e[0]))
             raise PhysdiffError(f"{msg} (rank {rank} of {args.procs}; per-rank logs in {log_dir})")
         raise PhysdiffError(f"torchrun failed with exit {rc}; per-rank logs in {log_dir}")
     return Launch("cpu", stage, run_dir, returncode=rc)

@@ -35,11 +35,13 @@ LAUNCH_FILES = {"config.json", "mlflow.json", "launch-config.json", "run.lock", 
 
 
 def _only_launch_files(run_dir: Path) -> bool:
+    """Nothing but what a launch writes before training (torchrun's per-rank logs count as worth keeping:
+    the error line points at them)."""
     for p in run_dir.iterdir():
         if p.name in LAUNCH_FILES:
             continue
-        if p.is_dir() and p.name in ("checkpoints", "logs") and not any(p.rglob("step_*")) and not any(p.rglob("*.pt")):
-            continue  # the engine's empty checkpoint folder, torchrun's logs of the failed start
+        if p.is_dir() and p.name == "checkpoints" and not any(p.iterdir()):
+            continue  # the engine's empty checkpoint folder
         return False
     return True
 

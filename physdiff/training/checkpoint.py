@@ -160,9 +160,10 @@ def _load_tensors(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a complete checkpoint that does not load is a real error: name it
-        text = str(e)
-        # weights_only refuses a file that names a Python global (a pickled callable): not damage, tampering
-        unsafe = "Unsupported global" in text or "not an allowed global" in text
+        text = str(e).lower()
+        # weights_only refuses a file that names a Python global (a pickled callable): not damage, tampering.
+        # torch 2.11 says "Trying to load unsupported GLOBAL posix.system ..."; older ones "Unsupported global: ...".
+        unsafe = "unsupported global" in text or "not an allowed global" in text
         raise (UnsafeCheckpoint if unsafe else CheckpointError)(f"cannot load checkpoint {path}: {e}") from e
 
 

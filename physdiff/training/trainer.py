@@ -167,9 +167,19 @@ def _train_locked(cfg: Any, recipe: Recipe, acc: Any, rhash: str, run_dir: Path,
 
     # ------------------------------------------------------------------ resume
     step, epoch, cursor, metrics = 0, 0, 0, {}
-    # rank 0 picks the newest checkpoint that loads, moving damaged newer ones aside (and saying so)
-    latest = ck.resume_point(ckpt_dir, log=lambda m: print(f"[{recipe.name}] {m}", file=sys.stderr)) if is_main else None
-    chosen = broadcast_int(latest.step if latest else -1, device)
+    # rank 0 picks the newest checkpoint that loads, moving damaged newer ones aside (and saying so); a refused
+    # one (a pickled object) stops every rank, not rank 0 alone
+    latest, refused = None, None
+    if is_main:
+        try:
+            latest = ck.resume_point(ckpt_dir, log=lambda m: print(f"[{recipe.name}] {m}", file=sys.stderr))
+        except ck.CheckpointError as e:
+            refused = e
+    chosen = broadcast_int(-2 if refused is not None else (latest.step if latest else -1), device)
+    if refused is not None:
+        raise refused
+    if chosen == -2:
+        raise ck.CheckpointError(f"rank 0 refused the checkpoints in {ckpt_dir} (see its error)")
     if chosen >= 0:
         path = ckpt_dir / f"step_{chosen:08d}"
         state = latest.state if latest is not None else ck.load_state(path)

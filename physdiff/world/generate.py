@@ -8,7 +8,7 @@ Layout (the real dataset's, so one reader serves both)::
     DIR/<id>_physics.json   ground truth per event (object, true modes, velocity, room, noise)
     DIR/train.txt, test.txt video ids, split by video
     DIR/summary.json        counts (this function's return value)
-    DIR/world_files.json    the world manifest: every file name the tool writes into DIR (written first)
+    DIR/manifest.json       the world manifest: every file name the tool writes into DIR (written first)
 
 ``--overwrite`` deletes only the files the world manifest lists; a folder holding anything else (a real
 recording, a note, a sub-folder) is refused with the first such file named, so it never deletes what it
@@ -127,7 +127,7 @@ def _make_video_star(args: tuple) -> dict[str, Any]:
     return make_video(Path(out_dir), WorldConfig(**world_dict), seed, index, vid)
 
 
-WORLD_MANIFEST = "world_files.json"
+WORLD_MANIFEST = "manifest.json"  # no "_": the per-video files are the ones named <id>_<kind>
 
 
 def world_files(ids: list[str]) -> list[str]:
@@ -145,7 +145,10 @@ def _recorded_files(out_dir: Path) -> set[str] | None:
     man = out_dir / WORLD_MANIFEST
     try:
         if man.is_file():
-            names = json.loads(man.read_text())["files"]
+            rec = json.loads(man.read_text())
+            if rec.get("tool") != "physdiff synth":
+                return None  # someone else's manifest.json
+            names = rec["files"]
             if not all(isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in names):
                 raise PhysdiffError(f"{man} lists a name that is not a plain file name; refusing to --overwrite")
             return set(names)
@@ -176,9 +179,9 @@ def _prepare(out_dir: Path, overwrite: bool, files: list[str]) -> None:
         entries = sorted(out_dir.iterdir())
         recorded = _recorded_files(out_dir)
         if recorded is None:
-            raise PhysdiffError(f"refusing to --overwrite {out_dir}: it has no {WORLD_MANIFEST}, so nothing says "
-                                f"physdiff synth wrote {entries[0]} (or any file there); delete what you no longer "
-                                "need yourself, or choose another --out")
+            raise PhysdiffError(f"refusing to --overwrite {out_dir}: it holds no world manifest ({WORLD_MANIFEST} of "
+                                f"physdiff synth), so nothing says physdiff synth wrote {entries[0]} (or any file there); "
+                                "delete what you no longer need yourself, or choose another --out")
         foreign = [p for p in entries if p.name != WORLD_MANIFEST and not (p.is_file() and p.name in recorded)
                    and not _is_temp_of(p.name, recorded)]
         if foreign:

@@ -16,8 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-from physdiff.launch.mlflow_server import STATE_FILE, proc_cmdline, proc_start_ticks
 from tests.reliability.conftest import REPO, env1
+
+STATE_FILE = "server.json"
+
+
+def proc_start_ticks(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat (read here, independently of the code under test)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+def proc_cmdline(pid: int) -> list[str]:
+    return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
 
 
 def _stranger() -> subprocess.Popen:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from physdiff.training.runlock import LOCK_FILE, RunLock, RunLocked, held_here
 from tests.reliability.conftest import REPO, env1, launch_cmd, max_step, wait_for
 
 HOLD = """
@@ -44,6 +43,8 @@ def _holder(run_dir: Path) -> subprocess.Popen:
 
 
 def test_lock_is_refused_while_held_and_free_after_kill_9(tmp_path: Path) -> None:
+    from physdiff.training.runlock import LOCK_FILE, RunLock, RunLocked, held_here
+
     run_dir = tmp_path / "runs" / "prior-abc"
     p = _holder(run_dir)
     try:
@@ -64,6 +65,8 @@ def test_lock_is_refused_while_held_and_free_after_kill_9(tmp_path: Path) -> Non
 
 
 def test_lock_is_reentrant_here_and_not_kept_by_a_forked_child(tmp_path: Path) -> None:
+    from physdiff.training.runlock import RunLock, held_here
+
     run_dir = tmp_path / "run"
     outer = RunLock(run_dir, timeout=0).acquire()
     inner = RunLock(run_dir, timeout=0).acquire()  # the launcher holds it, then the engine in the same process
