@@ -79,6 +79,20 @@ class AudioConfig:
         "tiny": {"sample_rate": 16000, "n_fft": 512, "hop_length": 128},
     }
 
+    def validate(self) -> None:
+        from physdiff.configchecks import at_least, finite, positive_finite
+
+        at_least("audio", self, 1, "sample_rate", "hop_length", "griffin_lim_iters")
+        at_least("audio", self, 2, "n_fft")
+        positive_finite("audio", self, "clip_seconds", "spec_log_eps")
+        finite("audio", self, "floor_db", "spec_min", "spec_max")
+        if self.floor_db >= 0:
+            raise ConfigError(f"audio.floor_db must be < 0 (dB below the peak), got {self.floor_db}")
+        if not self.spec_min < self.spec_max:
+            raise ConfigError(f"audio.spec_min ({self.spec_min}) must be < audio.spec_max ({self.spec_max})")
+        if self.num_samples < 1:
+            raise ConfigError(f"audio.clip_seconds={self.clip_seconds} at {self.sample_rate} Hz holds no sample")
+
     @property
     def num_samples(self) -> int:
         return int(round(self.sample_rate * self.clip_seconds))

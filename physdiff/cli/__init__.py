@@ -13,7 +13,7 @@
 
 ``physdiff <command> --help`` lists each command's flags. The scripts in ``shards/``, ``cluster/`` and
 ``sweeps/`` are the same commands. Errors are one line on stderr with exit code 2; set
-``PHYSDIFF_DEBUG=1`` (or pass ``--traceback`` first) to see the full trace.
+``PHYSDIFF_DEBUG=1`` (or pass ``--traceback`` first: ``physdiff --traceback launch ...``) to see the full trace.
 """
 
 from __future__ import annotations
@@ -60,9 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     from physdiff.errors import run_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--traceback":
-        os.environ["PHYSDIFF_DEBUG"] = "1"
-        argv = argv[1:]
+    # --traceback first (``physdiff --traceback launch ...``), or right after the command, which is where the
+    # repo scripts put it (``python cluster/launch.py --traceback ...`` = ``physdiff launch --traceback ...``)
+    for pos in (0, 1):
+        if len(argv) > pos and argv[pos] == "--traceback":
+            os.environ["PHYSDIFF_DEBUG"] = "1"
+            del argv[pos]
+            break
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         raise SystemExit(0 if argv else 2)

@@ -10,14 +10,47 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
 
-from physdiff.config import add_config_args, config_from_args  # noqa: F401  (re-exported for the commands)
+from physdiff.config import ConfigError, add_config_args, config_from_args  # noqa: F401  (re-exported for the commands)
+from physdiff.errors import PhysdiffError
 
 
-def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+class UsageError(PhysdiffError):
+    """A command line argparse cannot read (unknown flag, invalid choice, missing argument)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line (physdiff.errors.run_cli), not the usage block + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def parser(prog: str, doc: str | None, **kw: Any) -> argparse.ArgumentParser:
     """An argparse parser whose description is the module docstring (its usage examples stay verbatim)."""
-    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+    return OneLineParser(prog=prog, description=doc, **kw)
+
+
+def check_override_tokens(tokens: list[str]) -> None:
+    """Unknown or ill-typed ``key=value`` tokens as one-line errors, before anything is loaded.
+
+    Only names and types: the values are applied (and range-checked) later on the config they belong to
+    (e.g. a loaded run's), where cross-field rules are known.
+    """
+    from physdiff.config import Config
+    from physdiff.configlib import _set_path
+
+    probe = Config()
+    for tok in tokens:
+        tok = tok.strip()
+        if tok.startswith("--"):
+            tok = tok[2:]
+        if "=" not in tok:
+            raise ConfigError(f"override '{tok}' is not of the form section.key=value")
+        k, v = tok.split("=", 1)
+        _set_path(probe, k.strip(), v, Config)
 
 
 def add_data_args(p: argparse.ArgumentParser, tracking: bool = True) -> None:

@@ -37,6 +37,8 @@ def parse_edits(pairs: list[str], blob: str | None) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(blob) if blob else {}
     except json.JSONDecodeError as e:
         raise PhysdiffError(f"--edits must be a JSON object, e.g. '{{\"freq_scale\": 1.2}}': {e}") from None
+    if not isinstance(out, dict):
+        raise PhysdiffError(f"--edits must be a JSON object, e.g. '{{\"freq_scale\": 1.2}}', got {blob!r}")
     for p in pairs:
         if "=" not in p:
             raise PhysdiffError(f"--edit takes key=value, got {p!r}")
@@ -60,6 +62,15 @@ def parse_edits(pairs: list[str], blob: str | None) -> dict[str, Any]:
     if not out:
         raise PhysdiffError("no edit given: use --edit key=value (freq_scale, decay_scale, mute_hz, ...) or --edits JSON")
     return out
+
+
+def _check_finite(clips: dict[str, Any], title: str, out: Path) -> None:
+    """Refuse (before writing any of them) clips holding NaN or inf: a silent wrong result is worse than an error."""
+    import torch
+
+    for name, x in clips.items():
+        if not bool(torch.isfinite(x).all()):
+            raise PhysdiffError(f"edit {title or '(none)'}: the {name} clip is not finite; nothing more written to {out}")
 
 
 def find_clip(cfg: Any, key: str) -> tuple[dict[str, Any], str]:
@@ -111,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     add_data_args(ap, tracking=False)
     add_config_args(ap, default_preset=None)
     args = ap.parse_args(argv)
+    from physdiff.cli.common import check_override_tokens
+
+    check_override_tokens(args.overrides)
     spec = EditSpec.from_dict(parse_edits(args.edit, args.edits))
+    from physdiff.cli.generate import check_sampling_flags
+
+    check_sampling_flags(args)  # --steps / --seed, before any model loads
     if args.video and args.onset is None:
         raise PhysdiffError("--video needs --onset (seconds)")
     out = Path(args.out)
@@ -144,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         after = resynthesize(new_modes, new_gamma, new_weight, residual, a.sample_rate, a.num_samples,
                              normalize_modal=nm)  # (1, T)
     title = ", ".join(f"{k}={v}" for k, v in spec.to_dict().items() if v not in (None, 1.0, 0.0, []))
+    _check_finite({"direct_before": before, "direct_after": after}, title, out)
     paths = {"direct": write_edit_outputs(out, "direct", before, after, a.sample_rate, a.n_fft, a.hop_length, title)}
     if not args.no_diffusion:
         from physdiff.inference.sampling import resolve_options
@@ -158,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 c = assemble_condition(synth.diffusion, nu, mu)  # (1, C)
                 x = sample_spectrograms(synth.diffusion, c, opts)  # (1, 1, F, N): the same noise (opts.seed) for both
                 wavs.append(spectrogram_to_audio(x, a))  # (1, T)
+        _check_finite({"diffusion_before": wavs[0], "diffusion_after": wavs[1]}, title, out)
         paths["diffusion"] = write_edit_outputs(out, "diffusion", wavs[0], wavs[1], a.sample_rate, a.n_fft,
                                                 a.hop_length, f"diffusion ({opts.describe(synth.num_timesteps)}): {title}")
         paths["mu_shift"] = float((latents[1] - latents[0]).norm())

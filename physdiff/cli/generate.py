@@ -67,6 +67,16 @@ def sampling_from_args(args: Any, base: Any) -> Any:
                            seed=args.seed, batch_size=args.batch_size)
 
 
+def check_sampling_flags(args: Any) -> None:
+    """The sampling flags on their own (NaN guidance, a negative step count...): one-line errors before any model loads."""
+    from physdiff.inference.config import SamplingConfig
+    from physdiff.inference.sampling import resolve_options
+
+    resolve_options(SamplingConfig(), sampler=getattr(args, "sampler", None), steps=args.steps, eta=getattr(args, "eta", None),
+                    guidance_scale=getattr(args, "guidance", None), seed=args.seed,
+                    batch_size=getattr(args, "batch_size", None))
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -76,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     from physdiff.inference.synthesizer import Synthesizer
     from physdiff.onsets import DetectorSettings, resolve_onsets
 
+    from physdiff.cli.common import check_override_tokens
+
     args = build_parser().parse_args(argv)
+    check_override_tokens(args.overrides)
+    check_sampling_flags(args)
     video_fps(args.video)  # fail fast (one line naming the file) on a missing or unreadable video, before loading models
     settings = DetectorSettings()
     if args.onset_confidence is not None:

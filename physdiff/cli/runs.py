@@ -69,6 +69,8 @@ def resolve_diffusion_run(args: Any, variant: str | None = None) -> Path:
         return found[0][0]
     what = f" of variant {variant!r}" if variant else ""
     if not found:
-        raise DataError(f"no finished diffusion run{what} under {root / 'runs'}; {_listing(root)}")
+        others = finished_diffusion_runs(root)
+        hint = _listing(root) if others else "train one: physdiff launch --stage all ..."
+        raise DataError(f"no finished diffusion run{what} under {root / 'runs'}; {hint}")
     raise DataError(f"{len(found)} finished diffusion runs{what} under {root / 'runs'}: choose one with --run-from "
                     f"or --preset; {_listing(root)}")

@@ -187,8 +187,12 @@ class _Clip:
     meta: dict[str, Any]
 
 
-def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], strict: bool) -> list[_Clip]:
-    """All clips of one video (wav loaded once, video decoded once); appends a Skip for every event not kept."""
+def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], strict: bool,
+                 notes: list[dict[str, Any]] | None = None) -> list[_Clip]:
+    """All clips of one video (wav loaded once, video decoded once); appends a Skip for every event not kept.
+
+    ``notes`` collects recordings kept with a caveat (a band-limited wav: below ``audio.sample_rate``).
+    """
     ac, sc = cfg.audio, cfg.shards
 
     def skip(line: int | None, reason: str, file: Path, kind: str = "bad", ev: layout.Event | None = None) -> None:
@@ -215,11 +219,20 @@ def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], stric
             skip(e.line, "video id contains '.', unusable as a WebDataset key", v.times, ev=e)
         return []
     try:
-        audio = media.load_audio(v.wav, ac.sample_rate)  # (N,)
+        rec = media.load_recording(v.wav, ac.sample_rate)
     except DataError as e:
         for ev in selected:
             skip(ev.line, str(e), v.wav, ev=ev)
         return []
+    audio = rec.audio  # (N,)
+    band_limited = media.band_limited_reason(rec.native_rate, ac.sample_rate)
+    if band_limited is not None:
+        if strict:
+            raise StrictError(f"{band_limited} ({v.wav})")
+        import warnings
+
+        warnings.warn(f"{v.wav}: {band_limited}; kept (recorded in the manifest's band_limited list; --strict refuses it)",
+                      media.BandLimitedWarning, stacklevel=2)
     src = v.frames_source()
     nf = sc.num_frames
     # Frame indices need the fps, which needs the file open; open it once for the rate, decode once.
@@ -285,6 +298,9 @@ def _video_clips(v: layout.Video, split: str, cfg: Any, skips: list[Skip], stric
             "split": split,
         }
         clips.append(_Clip(key, sample.quantize_audio(clip, gain), gain, [vf.frames[i] for i in idx], meta))
+    if band_limited is not None and notes is not None:
+        notes.append({"video_id": v.video_id, "file": str(v.wav), "sample_rate": rec.native_rate,
+                      "target_rate": ac.sample_rate, "clips": len(clips), "reason": band_limited})
     return clips
 
 
@@ -383,8 +399,9 @@ def run_task(task: Task, source: str, out: str, cfg_dict: dict[str, Any], strict
         old.unlink()
     skips: list[Skip] = []
     clips: list[_Clip] = []
+    notes: list[dict[str, Any]] = []
     for vid in task.video_ids:
-        clips += _video_clips(layout.Video(vid, src), task.split, cfg, skips, strict)
+        clips += _video_clips(layout.Video(vid, src), task.split, cfg, skips, strict, notes)
     modes = _estimate(clips, cfg) if clips else []
     sps = max(1, cfg.shards.samples_per_shard)
     shards = []
@@ -404,6 +421,7 @@ def run_task(task: Task, source: str, out: str, cfg_dict: dict[str, Any], strict
         "written": len(clips),
         "annotated": annotated,
         "skipped": [asdict(s) for s in skips],
+        "band_limited": notes,  # recordings below audio.sample_rate, kept (their clips lack the top band)
         "seconds": round(time.time() - t0, 3),
     }
     if part["written"] + len(skips) != annotated:  # an accounting bug, never bad input
@@ -504,6 +522,8 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
             "written": written,
             "skipped": skipped,
             "skip_counts": dict(Counter(skip_category(s["reason"]) for s in skipped)),
+            # recordings sampled below audio.sample_rate: kept, but their clips hold nothing above half that rate
+            "band_limited": [n for p in ps for n in p.get("band_limited", [])],
             "sample": {
                 "sample_rate": cfg.audio.sample_rate,
                 "num_samples": cfg.audio.num_samples,
@@ -530,6 +550,7 @@ def finalize(plan: Plan, parts: list[dict], out: Path, cfg: Any) -> dict[str, An
         skip_counts={k[5:]: v for k, v in total.items() if k.startswith("skip:")} | ({"no split": n_un} if n_un else {}),
         unassigned=[asdict(s) for s in plan.unassigned],
         skipped_videos=plan.skipped_videos,
+        band_limited=[n for p in parts for n in p.get("band_limited", [])],
         tasks=len(parts), tasks_reused=sum(bool(p.get("reused")) for p in parts),
         config_hash=shards_identity(cfg),
     )
@@ -570,4 +591,6 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  skipped {n:6d}  {reason}")
     for sv in s["skipped_videos"]:
         lines.append(f"  video skipped: {sv['video_id']}: {sv['reason']} ({sv['file']})")
+    for n in s.get("band_limited", []):
+        lines.append(f"  warning: {n['file']}: {n['reason']} ({n['clips']} clips kept)")
     return "\n".join(lines)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from physdiff.configchecks import at_least, rate
 from physdiff.configlib import ConfigError, nonsemantic
+
+SUBSETS = ("paper", "all")
 
 
 @dataclass
@@ -30,6 +33,13 @@ class ShardsConfig:
     }
 
     def validate(self) -> None:
+        if self.subset not in SUBSETS:
+            raise ConfigError(f"shards.subset must be one of {', '.join(SUBSETS)}, got {self.subset!r}")
+        at_least("shards", self, 1, "num_frames", "frame_size", "samples_per_shard", "shards_per_task",
+                 "physics_batch", "workers")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"shards.jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        rate("shards", self, "test_fraction")
         if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
             raise ConfigError(f"shards.val_fraction and shards.test_fraction must be in [0, 1), got "
                               f"{self.val_fraction}, {self.test_fraction}")
@@ -58,3 +68,5 @@ class LoaderConfig:
             raise ConfigError(f"loader.verify_shards must be shard, stream or off, got {self.verify_shards!r}")
         if self.frame_decode not in ("cpu", "gpu"):
             raise ConfigError(f"loader.frame_decode must be cpu or gpu, got {self.frame_decode!r}")
+        at_least("loader", self, 1, "batch_size", "shuffle_buffer")
+        at_least("loader", self, 0, "num_workers")

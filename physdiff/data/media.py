@@ -3,7 +3,9 @@
 Audio: ``soundfile`` reads the wav (torchaudio.load needs torchcodec, absent here), channels are
 averaged to mono and the whole recording is resampled once with ``torchaudio.functional.resample``
 (96 kHz -> 44.1 kHz in the real dataset), so every clip cut from it is the same signal a test can
-recompute.
+recompute. A recording *below* the clip rate (8 kHz into 44.1 kHz clips) is upsampled too, but holds
+nothing above half its own rate: :func:`band_limited_reason` says so, and the shard builder warns and
+records it in the manifest (an error with ``--strict``), since the clips' top octaves are silently empty.
 
 Video: PyAV decodes the stream once, front to back (no per-clip seeking: seeking H.264 lands on
 keyframes and costs a GOP per clip), keeping only the wanted frame indices. Frame ``i`` is the one
@@ -26,8 +28,34 @@ from physdiff.errors import DataError
 # ----------------------------------------------------------------------------- audio
 
 
+class BandLimitedWarning(UserWarning):
+    """A recording sampled below the clip rate: its clips hold nothing above half its own rate."""
+
+
+@dataclass
+class Recording:
+    """A recording at the clip rate, and the rate it was sampled at."""
+
+    path: Path
+    audio: np.ndarray  # (T,) mono float32 at the requested rate
+    native_rate: int
+
+
+def band_limited_reason(native_rate: int, sample_rate: int) -> str | None:
+    """Why a recording at ``native_rate`` cannot fill clips at ``sample_rate``; None when it can."""
+    if native_rate >= sample_rate:
+        return None
+    return (f"band-limited recording: {native_rate} Hz is below audio.sample_rate {sample_rate} Hz, so its clips "
+            f"hold nothing above {native_rate / 2:g} Hz")
+
+
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """The whole recording as mono float32 at ``sample_rate``: shape (T,).
+    """The whole recording as mono float32 at ``sample_rate``: shape (T,) (:func:`load_recording` also gives its rate)."""
+    return load_recording(path, sample_rate).audio
+
+
+def load_recording(path: str | Path, sample_rate: int) -> Recording:
+    """The whole recording as mono float32 at ``sample_rate``, with its native rate.
 
     Raises DataError naming the file when it is missing, unreadable, truncated (fewer frames than its
     header declares), empty or holds non-finite samples.
@@ -55,10 +83,10 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not np.isfinite(mono).all():
         raise DataError(f"non-finite samples in wav {path}")
     if sr == sample_rate:
-        return np.ascontiguousarray(mono, dtype=np.float32)
+        return Recording(path, np.ascontiguousarray(mono, dtype=np.float32), int(sr))
     with torch.no_grad():
         out = AF.resample(torch.from_numpy(mono), sr, sample_rate)  # (T',)
-    return out.numpy().astype(np.float32, copy=False)
+    return Recording(path, out.numpy().astype(np.float32, copy=False), int(sr))
 
 
 def _check_truncated_riff(path: Path) -> None:

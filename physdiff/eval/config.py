@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,7 +54,7 @@ class ClassifierConfig:
             raise ConfigError(f"classifier.dropout must be in [0, 1), got {self.dropout}")
         if self.width < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("classifier.width, classifier.epochs and classifier.batch_size must be >= 1")
-        if not self.lr > 0 or self.weight_decay < 0:
+        if not (math.isfinite(self.lr) and math.isfinite(self.weight_decay)) or not self.lr > 0 or self.weight_decay < 0:
             raise ConfigError(f"classifier.lr must be > 0 and classifier.weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if self.aug_gain_db < 0 or self.aug_freq_masks < 0:
             raise ConfigError("classifier.aug_gain_db and classifier.aug_freq_masks must be >= 0")

@@ -14,6 +14,11 @@ lambda (dB/s) (eq. 4); the residual is M noise bands with a decay gamma (dB/s) a
 - ``modal_gain_db`` g: every p -> p + g; ``residual_gain_db`` g: every w -> 10^(g/20) w.
 
 Edits apply in that order (scale frequencies first, so ``mute_hz`` refers to the edited sound).
+
+Ranges (an edit outside them is an :class:`EditError` naming the key, before anything is computed): scales
+in [1e-3, 1e3] (``decay_scale`` / ``residual_decay_scale`` may be 0: no damping), gains in [-120, 120] dB
+(an amplitude ratio of 10^6; beyond it float32 overflows to an all-NaN clip), ``mute_hz`` finite
+``0 <= lo < hi``. :func:`write_edit_outputs` refuses to write a clip that is not finite.
 The diffusion path (conditioning the denoiser on the edited priors) lives with the generate
 stage; this module is the direct modal + residual resynthesis and the before/after outputs::
 
@@ -31,23 +36,37 @@ from typing import Any
 
 import torch
 
+from physdiff.errors import PhysdiffError
 from physdiff.physics import Modes, ResidualNoise, band_edges, db_spectrogram, peak_normalize, synthesize_modes
 
-__all__ = ["EditSpec", "EditResult", "apply_edit", "resynthesize", "edit_clip", "write_edit_outputs"]
+__all__ = ["EditSpec", "EditError", "EditResult", "apply_edit", "resynthesize", "edit_clip", "write_edit_outputs"]
+
+SCALE_RANGE = (1e-3, 1e3)
+GAIN_DB_RANGE = (-120.0, 120.0)
+
+
+class EditError(PhysdiffError, ValueError):
+    """An edit key, value or type that is not allowed; the message names the key (a ValueError too)."""
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _ranges(value: Any) -> tuple[tuple[float, float], ...]:
     """``[lo, hi]`` or ``[[lo, hi], ...]`` -> validated ``((lo, hi), ...)``."""
     if value is None or value == [] or value == ():
         return ()
+    if not isinstance(value, (list, tuple)):
+        raise EditError(f"mute_hz takes [lo, hi] or a list of [lo, hi] pairs (Hz), got {value!r}")
     items = value if isinstance(value[0], (list, tuple)) else [value]
     out = []
     for r in items:
-        if len(r) != 2:
-            raise ValueError(f"mute_hz ranges are [lo, hi] pairs, got {r!r}")
+        if not isinstance(r, (list, tuple)) or len(r) != 2 or not all(_is_number(x) for x in r):
+            raise EditError(f"mute_hz ranges are [lo, hi] pairs of numbers (Hz), got {r!r}")
         lo, hi = float(r[0]), float(r[1])
-        if not (0.0 <= lo < hi):
-            raise ValueError(f"mute_hz range needs 0 <= lo < hi, got [{lo}, {hi}]")
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi):
+            raise EditError(f"mute_hz range needs finite 0 <= lo < hi, got [{lo}, {hi}]")
         out.append((lo, hi))
     return tuple(out)
 
@@ -65,23 +84,32 @@ class EditSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mute_hz", _ranges(self.mute_hz))
-        if not (self.freq_scale > 0 and math.isfinite(self.freq_scale)):
-            raise ValueError(f"freq_scale must be a positive number, got {self.freq_scale}")
+        for name in ("freq_scale", "decay_scale", "residual_decay_scale", "modal_gain_db", "residual_gain_db"):
+            v = getattr(self, name)
+            if v is not None and not _is_number(v):
+                raise EditError(f"edit {name} takes a number, got {v!r}")
+        lo, hi = SCALE_RANGE
+        if not lo <= self.freq_scale <= hi:  # False for NaN too
+            raise EditError(f"edit freq_scale must be in [{lo:g}, {hi:g}], got {self.freq_scale}")
         for name in ("decay_scale", "residual_decay_scale"):
             v = getattr(self, name)
-            if v is not None and not (v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be >= 0, got {v}")
+            if v is not None and not (v == 0 or lo <= v <= hi):
+                raise EditError(f"edit {name} must be 0 or in [{lo:g}, {hi:g}], got {v}")
+        glo, ghi = GAIN_DB_RANGE
         for name in ("modal_gain_db", "residual_gain_db"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if not glo <= v <= ghi:
+                raise EditError(f"edit {name} must be in [{glo:g}, {ghi:g}] dB, got {v}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EditSpec":
         """Build from a JSON-like dict; unknown keys are an error naming the valid ones."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        if not isinstance(d, dict):
+            raise EditError(f"edits are a JSON object of {{key: value}}, got {type(d).__name__} {d!r}")
+        unknown = sorted(set(map(str, d)) - names)
         if unknown:
-            raise ValueError(f"unknown edit keys {unknown}; valid keys: {sorted(names)}")
+            raise EditError(f"unknown edit keys {unknown}; valid keys: {sorted(names)}")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,8 +219,13 @@ def write_edit_outputs(
     import soundfile as sf
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     before, after = before.detach().float().cpu().reshape(-1), after.detach().float().cpu().reshape(-1)  # (T,)
+    for label, clip in (("before", before), ("after", after)):
+        if not bool(torch.isfinite(clip).all()):
+            bad = int((~torch.isfinite(clip)).sum())
+            raise PhysdiffError(f"the {name} {label} clip has {bad} non-finite samples of {clip.numel()} ({title or 'no edit'}); "
+                                f"nothing written to {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"before_wav": out_dir / f"{name}_before.wav", "after_wav": out_dir / f"{name}_after.wav"}
     sf.write(paths["before_wav"], before.numpy(), int(sample_rate), subtype="FLOAT")
     sf.write(paths["after_wav"], after.numpy(), int(sample_rate), subtype="FLOAT")

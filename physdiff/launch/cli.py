@@ -86,18 +86,67 @@ def _where(args: Any) -> str:
 
 def prepare_run(cfg: Any, stage: str) -> tuple[Any, Path, str | None]:
     """A training stage's config, run folder (+ config.json) and MLflow run (created now so its id can be printed)."""
+    p = _prepare_locked(cfg, stage)
+    p.lock.release()
+    return p.cfg, p.run_dir, p.mlflow_run_id
+
+
+@dataclass
+class _Prepared:
+    cfg: Any
+    run_dir: Path
+    mlflow_run_id: str | None
+    lock: Any  # physdiff.training.runlock.RunLock, held
+    created: bool  # this launch made the run folder (a failure may remove it again)
+
+
+def _prepare_locked(cfg: Any, stage: str) -> _Prepared:
+    """:func:`prepare_run` under the run folder's lock, returned held (physdiff.training.runlock): two launches
+    of one run never both create its MLflow run, and a launch refuses a run another process is training."""
     from physdiff.artifacts import DONE
+    from physdiff.launch.failure import clear_failure
     from physdiff.stages import get_recipe
+    from physdiff.training.runlock import RunLock
     from physdiff.training.tracking import Tracker
     from physdiff.training.trainer import run_config, run_dir_for, run_hash
 
     recipe = get_recipe(stage)
     cfg = run_config(cfg, recipe)
     run_dir, rhash = run_dir_for(cfg, recipe), run_hash(cfg, recipe)
-    cfg.write_json(run_dir / "config.json")
-    if (run_dir / DONE).exists():
-        return cfg, run_dir, json.loads((run_dir / DONE).read_text()).get("mlflow_run_id")
-    return cfg, run_dir, Tracker(cfg, run_dir, stage, rhash).start()
+    existed = run_dir.exists()
+    lock = RunLock(run_dir, cfg.train.lock_timeout, stage).acquire()
+    created = not existed and not (run_dir / "config.json").exists()
+    try:
+        cfg.write_json(run_dir / "config.json")
+        if (run_dir / DONE).exists():
+            rid = json.loads((run_dir / DONE).read_text()).get("mlflow_run_id")
+        else:
+            clear_failure(run_dir)
+            rid = Tracker(cfg, run_dir, stage, rhash).start()
+    except BaseException as e:
+        if isinstance(e, Exception) and created:
+            from physdiff.launch.failure import record_failed_launch
+
+            record_failed_launch(run_dir, cfg, None, e, created=True)
+        lock.release()
+        raise
+    return _Prepared(cfg, run_dir, rid, lock, created)
+
+
+def _settle_failure(p: _Prepared, exc: BaseException) -> None:
+    """A failed launch: mark its MLflow run FAILED and remove the folder it made (physdiff.launch.failure),
+    provided this process holds (or can take at once) the run folder's lock: otherwise it is another's run."""
+    from physdiff.launch.failure import record_failed_launch
+    from physdiff.training.runlock import RunLock, RunLocked
+
+    try:
+        lock = RunLock(p.run_dir, 0, "launch").acquire()
+    except RunLocked:
+        return
+    try:
+        record_failed_launch(p.run_dir, p.cfg, p.mlflow_run_id, exc, created=p.created)
+    finally:
+        lock.release()
 
 
 def run_torchrun(args: Any, cfg: Any, stage: str, run_dir: Path) -> Launch:
@@ -114,7 +163,9 @@ def run_torchrun(args: Any, cfg: Any, stage: str, run_dir: Path) -> Launch:
     if rc != 0:  # the ranks printed their errors (tee'd above); end with the root cause as one line
         errs = rank_errors(log_dir)
         if errs:
-            rank, msg = errs[0]
+            # the root cause: an anticipated error (it names the file or setting) before the peers' collective
+            # breakdowns, which run_cli reports as unexpected failures ("Connection closed by peer")
+            rank, msg = min(errs, key=lambda e: ("unexpected failure" in e[1], e[0]))
             raise PhysdiffError(f"{msg} (rank {rank} of {args.procs}; per-rank logs in {log_dir})")
         raise PhysdiffError(f"torchrun failed with exit {rc}; per-rank logs in {log_dir}")
     return Launch("cpu", stage, run_dir, returncode=rc)
@@ -150,13 +201,21 @@ def run_step(args: Any, cfg: Any, stage: str, label: str | None = None) -> Launc
     spec = spec_of(stage)
     if spec.kind != "train":
         return Launch("local", stage, result=run_function_stage(stage, cfg))
-    cfg, run_dir, rid = prepare_run(cfg, stage)
+    prep = _prepare_locked(cfg, stage)
+    cfg, run_dir, rid = prep.cfg, prep.run_dir, prep.mlflow_run_id
     print(f"run folder:  {run_dir}")
     print(f"MLflow run:  {rid or '(tracking unavailable; metrics in run folder)'} at {default_tracking_uri(cfg)}", flush=True)
-    if _where(args) == "cpu":
-        out = run_torchrun(args, cfg, stage, run_dir)
-    else:
-        out = Launch("local", stage, run_dir, result=train_stage(cfg, stage))
+    try:
+        if _where(args) == "cpu":
+            prep.lock.release()  # rank 0 of the torchrun processes takes it
+            out = run_torchrun(args, cfg, stage, run_dir)
+        else:
+            out = Launch("local", stage, run_dir, result=train_stage(cfg, stage))  # the engine re-enters the lock
+    except Exception as e:
+        _settle_failure(prep, e)
+        raise
+    finally:
+        prep.lock.release()
     out.mlflow_run_id = rid
     done = run_dir / "DONE.json"
     if done.exists():
@@ -178,9 +237,16 @@ def submit_step(args: Any, cfg: Any, stage: str, label: str | None = None, after
     after = list(after if after is not None else [a for a in (args.after or "").split(",") if a.strip()])
     spec = spec_of(stage)
     if spec.kind == "train":
-        cfg, run_dir, rid = prepare_run(cfg, stage)
-        params = slurm_parameters(args, cfg, label or stage, after=after)
-        job = submit(StageJob(cfg.to_dict(), stage, cpu=args.cpu), job_folder(cfg, run_dir.name), params)
+        prep = _prepare_locked(cfg, stage)
+        cfg, run_dir, rid = prep.cfg, prep.run_dir, prep.mlflow_run_id
+        try:
+            params = slurm_parameters(args, cfg, label or stage, after=after)
+            job = submit(StageJob(cfg.to_dict(), stage, cpu=args.cpu), job_folder(cfg, run_dir.name), params)
+        except Exception as e:
+            _settle_failure(prep, e)
+            raise
+        finally:
+            prep.lock.release()  # the job's rank 0 takes it when it starts
         per_node = args.procs if args.cpu else args.gpus
         print(f"submitted job {job.job_id}: {args.nodes} node(s) x {per_node} task(s); logs per rank in "
               f"{job.paths.folder} ({job.job_id}_<rank>_log.out/.err)", flush=True)

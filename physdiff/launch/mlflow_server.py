@@ -21,12 +21,14 @@ process ever opens the store itself.
 
 The server runs in its own process group (``start_new_session``), so ``stop`` ends MLflow and its
 gunicorn/uvicorn workers together. Its pid, group, URI and log live in ``--state`` (default
-``<data>/mlflow-server/``).
+``<data>/mlflow-server/``), with the process's identity: its command line and its start time (field 22
+of ``/proc/<pid>/stat``, clock ticks since boot). ``stop``, ``status`` and a second ``start`` act on the
+recorded pid only while the live process still has both; a stale ``server.json`` whose pid now belongs
+to another process (pids are reused) is reported and removed, and that process is never signalled.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -96,6 +98,63 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def proc_start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # field 2 (comm) is in parentheses and may hold spaces: split after its closing one (fields 3...)
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[22 - 3])
+
+
+def proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+def is_recorded_server(st: dict[str, Any]) -> tuple[bool, str]:
+    """(True, "") when the live process ``st["pid"]`` is the server ``st`` recorded, else (False, why not).
+
+    Both must hold: the same start time (a reused pid has a later one) and a command line ending with the
+    recorded one (the ``mlflow`` script runs under the interpreter of its ``#!`` line, which comes first).
+    """
+    pid = int(st["pid"])
+    if not _pid_alive(pid):
+        return False, f"pid {pid} is not running"
+    ticks, cmd = st.get("start_ticks"), st.get("cmdline")
+    if ticks is None or not cmd:
+        return False, (f"{STATE_FILE} has no process identity (written by an older physdiff); check pid {pid} "
+                       f"yourself and remove the file")
+    live_ticks, live_cmd = proc_start_ticks(pid), proc_cmdline(pid) or []
+    if live_ticks != int(ticks):
+        return False, f"pid {pid} started at tick {live_ticks}, the server at tick {ticks}: {' '.join(live_cmd)[:200]!r}"
+    if live_cmd[-len(cmd):] != list(cmd):
+        return False, f"pid {pid} runs {' '.join(live_cmd)[:200]!r}, not {' '.join(cmd)[:200]!r}"
+    return True, ""
+
+
+def check_address(host: str, port: int) -> None:
+    """One-line errors for a port outside 0-65535 or a host that does not resolve or is not this machine's."""
+    if not 0 <= int(port) <= 65535:
+        raise PhysdiffError(f"--port {port}: a TCP port is 0-65535 (0 = a free one)")
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise PhysdiffError(f"--host {host!r} does not resolve ({e}); use 127.0.0.1 (this machine) or an address of it") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((addr[0], 0))
+        except OSError as e:
+            raise PhysdiffError(f"--host {host!r} ({addr[0]}) is not an address of this machine ({e.strerror}); "
+                                "use 127.0.0.1, 0.0.0.0 or one of this machine's addresses") from None
+
+
 def read_state(state_dir: Path) -> dict[str, Any] | None:
     f = state_dir / STATE_FILE
     if not f.exists():
@@ -123,9 +182,14 @@ def start_server(
     data folder's SQLite store and artifact folder (the trainers' embedded default).
     """
     state_dir = Path(state_dir)
+    check_address(host, port)
+    if workers < 1:
+        raise PhysdiffError(f"--workers must be >= 1, got {workers}")
+    if state_dir.exists() and not state_dir.is_dir():
+        raise PhysdiffError(f"--state {state_dir} exists and is not a folder")
     state_dir.mkdir(parents=True, exist_ok=True)
     old = read_state(state_dir)
-    if old and _pid_alive(int(old["pid"])):
+    if old and is_recorded_server(old)[0]:
         if health(old["uri"]):
             return old | {"reused": True}
         raise PhysdiffError(f"an MLflow server (pid {old['pid']}) from {state_dir} is running but unhealthy; "
@@ -164,6 +228,8 @@ def start_server(
         "pid": proc.pid, "pgid": proc.pid, "uri": uri, "host": host, "port": port,
         "backend_store_uri": backend_store_uri, "artifacts_destination": artifacts_destination,
         "log": str(state_dir / LOG_FILE), "started": time.time(),
+        # the identity stop/status check before acting on the pid (set at fork, unchanged by exec)
+        "start_ticks": proc_start_ticks(proc.pid), "cmdline": cmd,
     }  # fmt: skip
     atomic_write_json(state_dir / STATE_FILE, state)
     deadline = time.monotonic() + wait_s
@@ -196,11 +262,26 @@ def direct_artifact_experiments(uri: str) -> list[tuple[str, str]]:
 
 
 def stop_server(state_dir: Path, timeout: float = 20.0) -> bool:
-    """SIGTERM the server's process group, SIGKILL after ``timeout``; returns False if none was running."""
+    """SIGTERM the server's process group, SIGKILL after ``timeout``; returns False if none was running.
+
+    Only the process ``server.json`` recorded is signalled (see the module docstring): a dead server's
+    state file is removed (False); one whose pid another process now holds is removed and refused with a
+    PhysdiffError naming that process.
+    """
     state_dir = Path(state_dir)
     st = read_state(state_dir)
     if st is None:
         return False
+    ours, why = is_recorded_server(st)
+    if not ours:
+        if not _pid_alive(int(st["pid"])):
+            (state_dir / STATE_FILE).unlink(missing_ok=True)
+            return False
+        if st.get("start_ticks") is not None and st.get("cmdline"):
+            (state_dir / STATE_FILE).unlink(missing_ok=True)  # its server is gone: the pid was reused
+            raise PhysdiffError(f"not signalling: {state_dir / STATE_FILE} was stale ({why}); "
+                                "the server it recorded is gone, the stale file was removed")
+        raise PhysdiffError(f"not signalling pid {st['pid']}: {why}")
     pgid = int(st["pgid"])
     try:
         os.killpg(pgid, signal.SIGTERM)
@@ -223,7 +304,9 @@ def stop_server(state_dir: Path, timeout: float = 20.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="physdiff mlflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from physdiff.cli.common import parser
+
+    p = parser("physdiff mlflow", __doc__)
     p.add_argument("action", choices=("start", "stop", "status", "uri"), help="what to do with the server")
     p.add_argument("--state", default="", help="folder for pid/URI/log (default: <data>/mlflow-server)")
     p.add_argument("--data-root", default=None, metavar="DIR",
@@ -241,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PHYSDIFF_DATA"] = str(Path(a.data_root).expanduser().resolve())
     state_dir = Path(a.state) if a.state else data_root() / "mlflow-server"
     if a.action == "start":
+        check_address(a.host, a.port)
         if a.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"warning: binding the MLflow server to {a.host}: anyone who reaches this port can read and "
                   "write runs; use it inside a trusted cluster network only", file=sys.stderr)
@@ -263,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped" if ok else f"no server recorded in {state_dir}")
         return 0
     st = read_state(state_dir)
-    if st is None or not _pid_alive(int(st["pid"])):
-        print(f"no server running (state folder {state_dir})", file=sys.stderr)
+    if st is None or not is_recorded_server(st)[0]:
+        why = "" if st is None else f": {is_recorded_server(st)[1]}"
+        print(f"no server running (state folder {state_dir}){why}", file=sys.stderr)
         return 1
     if a.action == "uri":
         print(st["uri"])

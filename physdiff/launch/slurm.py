@@ -15,9 +15,16 @@ and only then does rank 0 hand over to submitit's original handler, which calls 
 (this same job again) and requeues the job. The requeued job finds the checkpoint in the run folder (named
 by the config hash) and resumes; the MLflow run id stored there continues the same MLflow run.
 
-Trust boundary: submitit pickles the submitted callable into ``<data>/jobs/<name>/<job id>/`` and the SLURM
-task unpickles it. That folder is written by the submitting user, under the data folder only that user
-writes to; physdiff never unpickles a file it did not just write itself in the same job folder.
+Trust boundary. Three pickles cross the job folder (``<data>/jobs/<name>/<job id>/``, or ``<shards>/_slurm/``
+for a shard build): the launcher pickles the submitted callable (``<id>_submitted.pkl``) and submitit's
+entry point in the SLURM task unpickles it; on a requeue the task re-pickles the job there and the next
+task unpickles that; and ``--wait`` (or the shard build) unpickles the task's ``<id>_<task>_result.pkl`` in
+the launcher. submitit's task entry point unpickles before any physdiff code runs, so these files cannot
+be signed like a sweep's (physdiff.sweeps.trust); instead the job folder is made private: created 0700,
+and a submission is refused (:func:`private_job_folder`) when the folder or the one holding it belongs to
+another user or is writable by group or others. Whoever can write a job folder can run code as you, in
+your jobs and in your launcher: that is you and root, plus anyone who can rename folders in the data
+folder above it, so keep the data folder writable by you alone (or by people you would give your account).
 """
 
 from __future__ import annotations
@@ -76,9 +83,31 @@ def job_folder(cfg: Any, name: str) -> Path:
     return cfg.paths.root() / "jobs" / name
 
 
-def _executor(folder: Path, params: dict[str, Any]) -> Any:
+def private_job_folder(folder: Path) -> Path:
+    """Create ``folder`` 0700 (with its parents); refuse it, or its parent, when another user owns it or others can write it."""
+    import stat
+
+    from physdiff.errors import PhysdiffError
+
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for p in (folder, folder.parent):
+        st = p.stat()
+        if st.st_uid not in (os.getuid(), 0):
+            raise PhysdiffError(f"refusing to submit through {folder}: {p} belongs to uid {st.st_uid}, not to you; "
+                                "whoever can write there can run code in your jobs (submitit pickles)")
+        if st.st_mode & 0o022 and not (p == folder.parent and st.st_mode & stat.S_ISVTX):
+            raise PhysdiffError(f"refusing to submit through {folder}: {p} is writable by group or others "
+                                f"(mode {stat.S_IMODE(st.st_mode):o}); whoever can write there can run code in your jobs "
+                                f"(submitit pickles). chmod go-w {p}")
+    return folder
+
+
+def _executor(folder: Path, params: dict[str, Any], *, submitting: bool = True) -> Any:
     import submitit
 
+    if submitting:
+        private_job_folder(folder)
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
     ex.update_parameters(**params)
     return ex
@@ -100,7 +129,7 @@ def sbatch_text(folder: Path, params: dict[str, Any]) -> str:
     submitit has no public call that renders its script; this uses its own renderer so the text is the
     one a real submission writes (``tests/pipeline`` compares the two on the local SLURM).
     """
-    inner = _executor(folder, params)._executor
+    inner = _executor(folder, params, submitting=False)._executor  # a dry run creates nothing
     return inner._make_submission_file_text(inner._submitit_command_str, "dry-run")
 
 

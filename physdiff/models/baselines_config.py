@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from physdiff.configchecks import stage_overrides
 from physdiff.configlib import ConfigError, nonsemantic
 
 TTS_DECODERS = ("parallel", "autoregressive")
@@ -79,6 +80,7 @@ class ConvNetConfig:
     }
 
     def validate(self) -> None:
+        stage_overrides("convnet", self)
         if self.upsample not in ("linear", "nearest"):
             raise ConfigError(f"convnet.upsample must be linear or nearest, got '{self.upsample}'")
         if self.mid_attention not in ("full", "linear", "none"):
@@ -125,6 +127,7 @@ class TTSConfig:
     }
 
     def validate(self) -> None:
+        stage_overrides("tts", self)
         if self.decoder not in TTS_DECODERS:
             raise ConfigError(f"tts.decoder '{self.decoder}' unknown; choose one of {', '.join(TTS_DECODERS)}")
         _check_positive("tts", self, "d_model", "heads", "encoder_layers", "decoder_layers", "ff_mult", "prenet_dim")
@@ -213,6 +216,7 @@ class OwensConfig:
     }
 
     def validate(self) -> None:
+        stage_overrides("owens", self)
         if self.input not in OWENS_INPUTS:
             raise ConfigError(f"owens.input '{self.input}' unknown; choose one of {', '.join(OWENS_INPUTS)}")
         if self.backbone not in OWENS_BACKBONES:
@@ -261,6 +265,7 @@ class MuRegressorConfig:
     }
 
     def validate(self) -> None:
+        stage_overrides("mu_regressor", self)
         _check_positive("mu_regressor", self, "hidden", "layers")
         _check_rate("mu_regressor", self, "dropout")
         if self.loss not in REGRESSOR_LOSSES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from physdiff.configchecks import at_least, positive_finite, rate, stage_overrides
 from physdiff.configlib import ConfigError, nonsemantic
 
 VIDEO_BACKBONES = ("resnet50", "resnet18", "resnet_small")
@@ -65,6 +66,9 @@ class VideoConfig:
             raise ConfigError(f"video.hue must be in [0, 0.5], got {self.hue}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"video.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        stage_overrides("video", self)
+        rate("video", self, "dropout")
+        at_least("video", self, 1, "num_frames", "frame_size")
 
 
 @dataclass
@@ -191,6 +195,12 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.prediction must be eps or v, got '{self.prediction}'")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"diffusion.loss must be l1 or l2, got '{self.loss}'")
+        stage_overrides("diffusion", self)
+        at_least("diffusion", self, 1, "timesteps")
+        positive_finite("diffusion", self, "cosine_s")
+        rate("diffusion", self, "max_beta", lo=0.0, hi=1.0, hi_open=False)
+        if self.max_beta == 0:
+            raise ConfigError("diffusion.max_beta must be in (0, 1], got 0")
         if not 1 <= self.eval_sample_steps <= self.timesteps or self.eval_t_grid < 1:
             raise ConfigError(f"diffusion.eval_sample_steps must be in [1, timesteps] and eval_t_grid >= 1, got "
                               f"{self.eval_sample_steps} and {self.eval_t_grid}")

@@ -21,7 +21,8 @@ trials are kept, unfinished and errored ones continue from their last checkpoint
 
 Output in ``<data>/sweeps/<name>/``: ``results.csv`` / ``results.md`` (M, lr, seed, best loss,
 epochs, status), ``fig5a.png`` (loss vs M, one line per lr, modal-only dashed), ``sweep.json`` (the
-study's settings and MLflow ids) and ``tune/`` (Ray's experiment state). In MLflow the sweep is a
+study's settings and MLflow ids), ``tune/`` (Ray's experiment state) and ``sweep.digest`` (keyed digests of
+the files ``--resume`` reads: a folder this tool did not write for you is refused, physdiff.sweeps.trust). In MLflow the sweep is a
 parent run holding the table and figure; each trial is the prior stage's own run nested under it
 (params, per-epoch metrics, checkpoint reference).
 
@@ -42,6 +43,7 @@ from typing import Any
 
 from physdiff.config import Config, add_config_args, config_from_args, from_dict
 from physdiff.errors import PhysdiffError, run_cli
+from physdiff.sweeps import trust
 from physdiff.sweeps import tune as tc
 
 log = logging.getLogger(__name__)
@@ -83,13 +85,6 @@ def trial_config(setup: dict[str, Any], M: int, lr: float, seed: int) -> Config:
         "tracking.run_name": "prior-" + trial_name(M, lr, seed),
         "train.progress": False,  # many trials share one console: no progress bars
     })  # fmt: skip
-
-
-def _import(target: str) -> Any:
-    import importlib
-
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def _train_prior(cfg: Config, report_fn: Any, stop_fn: Any) -> Any:
@@ -153,8 +148,7 @@ def prior_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             return
         _report(row, ckpt_dir)  # may raise SystemExit: ASHA stopped this trial (after a complete checkpoint)
 
-    train_fn = _import(setup["train_fn"]) if setup.get("train_fn") else _train_prior
-    result = train_fn(cfg, report_fn=report, stop_fn=None)
+    result = _train_prior(cfg, report_fn=report, stop_fn=None)
     if held:
         _report(held["row"], held["ckpt"])
     elif getattr(result, "status", "") in ("skipped", "finished"):
@@ -217,6 +211,8 @@ def run_sweep(setup: dict[str, Any], sweep_dir: Path, *, resume: bool) -> dict[s
     if resume:
         if not tune.Tuner.can_restore(str(exp_dir)):
             raise PhysdiffError(f"{exp_dir}: no Ray Tune experiment state to resume")
+        # restore unpickles the folder's files: only ones this tool wrote (physdiff.sweeps.trust)
+        trust.verify_sweep(sweep_dir)
         # Finished trials are kept as they are; unfinished and errored ones continue from checkpoints.
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
@@ -245,8 +241,10 @@ def run_sweep(setup: dict[str, Any], sweep_dir: Path, *, resume: bool) -> dict[s
                 # experiment-state snapshot at every report.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=setup["study"]["max_failures"]),
+                callbacks=[trust.StateSigner(sweep_dir)],  # digests of the experiment state as it is written
             ),
         )  # fmt: skip
+        trust.sign_sweep(sweep_dir, ["tune/tuner.pkl"])  # written by the Tuner just now
     tuner.fit()
     return summarize(setup, sweep_dir)
 
@@ -395,8 +393,9 @@ def study_settings(a: argparse.Namespace, cfg: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="physdiff sweep residual-dims", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    from physdiff.cli.common import parser
+
+    p = parser("physdiff sweep residual-dims", __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--dims", default=DEFAULT_DIMS, help=f"residual dims M to try (default {DEFAULT_DIMS}; 0 = modal only)")
     p.add_argument("--lr", default="", help="learning-rate grid, comma-separated (default: train.lr)")
     p.add_argument("--lr-loguniform", nargs=2, type=float, metavar=("LOW", "HIGH"), help="sample lr log-uniformly instead")
@@ -430,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_dir = sweeps_root / a.name
         if not (sweep_dir / "sweep.json").exists():
             raise PhysdiffError(f"{sweep_dir / 'sweep.json'}: no sweep to resume")
+        trust.verify_sweep(sweep_dir)  # before anything of the folder is used (see physdiff.sweeps.trust)
         setup = tc.read_json(sweep_dir / "sweep.json")
     else:
         from physdiff.identity import artifact_name
@@ -460,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "physdiff.sweep_dir": str(sweep_dir)}, study_params)  # fmt: skip
     setup["parent_run_id"] = rid or ""
     tc.write_json(sweep_dir / "sweep.json", setup)
+    trust.sign_sweep(sweep_dir, ["sweep.json"])
     if rid:
         log.info(f"[sweep] MLflow: {setup['tracking_uri']} experiment '{setup['experiment']}', parent run {rid}")
 

@@ -39,6 +39,10 @@ class CheckpointError(PhysdiffError):
     """A checkpoint that cannot be read; the message names it."""
 
 
+class UnsafeCheckpoint(CheckpointError):
+    """A checkpoint file holding pickled objects (refused by ``weights_only``): tampering, never skipped silently."""
+
+
 # ----------------------------------------------------------------------------- RNG states as tensors
 
 
@@ -152,23 +156,82 @@ def finalize(tmp: Path, ckpt_dir: str | Path, step: int, state: dict[str, Any], 
 # ----------------------------------------------------------------------------- reading
 
 
-def load_state(ckpt: Path) -> dict[str, Any]:
+def _load_tensors(path: Path) -> Any:
     try:
-        return torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a complete checkpoint that does not load is a real error: name it
-        raise CheckpointError(f"cannot load checkpoint {ckpt / 'state.pt'}: {e}") from e
+        text = str(e).lower()
+        # weights_only refuses a file that names a Python global (a pickled callable): not damage, tampering.
+        # torch 2.11 says "Trying to load unsupported GLOBAL posix.system ..."; older ones "Unsupported global: ...".
+        unsafe = "unsupported global" in text or "not an allowed global" in text
+        raise (UnsafeCheckpoint if unsafe else CheckpointError)(f"cannot load checkpoint {path}: {e}") from e
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    return _load_tensors(Path(ckpt) / "state.pt")
 
 
 def load_meta(ckpt: Path) -> dict[str, Any]:
-    return json.loads((ckpt / "meta.json").read_text())
+    path = Path(ckpt) / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot load checkpoint {path}: {e}") from e
 
 
 def load_rank_rng(ckpt: Path, rank: int) -> dict[str, torch.Tensor] | None:
     """This rank's RNG states, or None when the checkpoint was written by fewer ranks."""
-    path = ckpt / f"rng_rank{rank}.pt"
+    path = Path(ckpt) / f"rng_rank{rank}.pt"
     if not path.exists():
         return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # e.g. a pickled object (refused by weights_only): name the file
-        raise CheckpointError(f"cannot load checkpoint {path}: {e}") from e
+    return _load_tensors(path)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+@dataclass
+class ResumePoint:
+    """The newest checkpoint that loads completely, with its state already read (rank 0)."""
+
+    path: Path
+    step: int
+    state: dict[str, Any]
+    meta: dict[str, Any]
+    skipped: list[tuple[Path, str]]  # newer checkpoints that did not load, (moved-aside folder, reason)
+
+
+def resume_point(ckpt_dir: str | Path, log: Any = None) -> ResumePoint | None:
+    """The newest complete checkpoint whose files all load, falling back past damaged newer ones (rank 0).
+
+    A checkpoint marked COMPLETE can still be damaged afterwards (a truncated ``state.pt`` after a disk
+    filled up or a partial copy): each candidate's ``state.pt``, ``meta.json`` and every ``rng_rank*.pt``
+    are loaded; a damaged one is moved aside as ``step_<n>.corrupt-<time>`` (kept for inspection, never
+    loaded or pruned), ``log`` is told, and the next older one is tried. A file holding a pickled object
+    (:class:`UnsafeCheckpoint`) is not damage but tampering: it is raised, never skipped.
+    """
+    import time
+
+    from physdiff.fileio import publish
+
+    skipped: list[tuple[Path, str]] = []
+    for info in reversed(list_checkpoints(ckpt_dir)):
+        try:
+            state = load_state(info.path)
+            meta = load_meta(info.path)
+            for rng in sorted(info.path.glob("rng_rank*.pt")):
+                _load_tensors(rng)
+        except UnsafeCheckpoint:
+            raise
+        except CheckpointError as e:
+            aside = info.path.with_name(f"{info.path.name}.corrupt-{int(time.time())}")
+            publish(info.path, aside)
+            skipped.append((aside, str(e)))
+            if log is not None:
+                log(f"checkpoint {info.path.name} is damaged ({e}); moved it aside to {aside.name} and fell back "
+                    "to the previous complete checkpoint")
+            continue
+        return ResumePoint(info.path, info.step, state, meta, skipped)
+    if skipped and log is not None:
+        log("no complete checkpoint loads: training starts from the beginning")
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from physdiff.configchecks import at_least, nonnegative_finite, positive_finite, rate, stage_overrides
 from physdiff.configlib import ConfigError, nonsemantic
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -37,6 +38,9 @@ class TrainConfig:
     log_every: int = nonsemantic(10)
     shards: str = nonsemantic("")  # shard root; "" -> the shards stage output for this config
     progress: bool = nonsemantic(True)  # tqdm bar on rank 0
+    # seconds a launcher or trainer waits for another process that holds the run folder's lock
+    # (physdiff.training.runlock) before refusing; a requeued job whose predecessor is still exiting waits
+    lock_timeout: float = nonsemantic(60.0)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # short epochs on small data: the per-epoch decay is gentler; grad_clip kept at its value before the
@@ -54,6 +58,18 @@ class TrainConfig:
             raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
         if self.keep_checkpoints < 1:
             raise ConfigError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        # every *_every is a divisor of the step or epoch count
+        at_least("train", self, 1, "eval_every", "checkpoint_every", "log_every")
+        at_least("train", self, 0, "batches_per_epoch", why=" (0 = one pass over the training split)")
+        at_least("train", self, 0, "eval_batches", why=" (0 = the whole validation split)")
+        positive_finite("train", self, "lr")
+        nonnegative_finite("train", self, "weight_decay")
+        nonnegative_finite("train", self, "grad_clip", why=" (0 = no clipping)")
+        # lr x lr_decay per epoch: <= 0 flips or zeroes the lr (gradient ascent), > 1 grows it without bound
+        if not 0.0 < self.lr_decay <= 1.0:  # False for NaN too
+            raise ConfigError(f"train.lr_decay must be in (0, 1] (the lr is multiplied by it every epoch), got {self.lr_decay}")
+        rate("train", self, "ema_decay")  # 0 = no EMA; 1 would never move the EMA weights
+        nonnegative_finite("train", self, "lock_timeout")
 
 
 @dataclass
@@ -68,6 +84,9 @@ class TrackingConfig:
     audio_examples: int = nonsemantic(2)  # spectrogram figures + WAVs logged per evaluation
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def validate(self) -> None:
+        at_least("tracking", self, 0, "audio_examples")
 
 
 @dataclass
@@ -102,5 +121,12 @@ class PriorConfig:
     def validate(self) -> None:
         if self.residual_dims < 0:
             raise ConfigError(f"prior.residual_dims must be >= 0, got {self.residual_dims}")
+        at_least("prior", self, 1, "d_model", "layers", "heads")
         if self.d_model % self.heads:
             raise ConfigError(f"prior.d_model ({self.d_model}) must be divisible by prior.heads ({self.heads})")
+        stage_overrides("prior", self)
+        rate("prior", self, "dropout")
+        positive_finite("prior", self, "t60_min", "t60_range")
+        rate("prior", self, "init_weight", hi=1.0)
+        if self.init_weight == 0:
+            raise ConfigError("prior.init_weight must be in (0, 1) (the initial sigmoid output of the band weights), got 0")

@@ -46,6 +46,7 @@ from physdiff.artifacts import DONE, ExportWriter, write_done
 from physdiff.errors import PhysdiffError
 from physdiff.logs import progress_bar
 from physdiff.training import checkpoint as ck
+from physdiff.training import runlock
 from physdiff.training.distributed import all_reduce_max, all_reduce_mean, barrier, broadcast_int, make_accelerator
 from physdiff.training.best import BestKeeper
 from physdiff.training.ema import EMA
@@ -119,13 +120,33 @@ def train(
     recipe.setup(cfg, rank, world)
     rhash = run_hash(cfg, recipe)
     run_dir = run_dir_for(cfg, recipe)
-    ckpt_dir = run_dir / "checkpoints"
 
     done = _read_done(run_dir)
     if done is not None:
-        return StageResult(recipe.name, run_dir, rhash, "skipped", done.get("step", 0), done.get("epoch", 0),
-                           done.get("metrics", {}), done.get("mlflow_run_id"), done.get("exports", {}))
+        return _skipped(recipe, run_dir, rhash, done)
 
+    # One process trains a run folder at a time (physdiff.training.runlock): rank 0 holds <run>/run.lock until
+    # this returns, so a second launch of the same config waits train.lock_timeout s, then refuses.
+    with runlock.training_lock(run_dir, is_main, device, tc.lock_timeout, recipe.name):
+        done = _read_done(run_dir)  # it may have finished while this process waited for the lock
+        if done is not None:
+            return _skipped(recipe, run_dir, rhash, done)
+        return _train_locked(cfg, recipe, acc, rhash, run_dir, report_fn=report_fn, stop_fn=stop_fn,
+                             stop_flag=stop_flag)
+
+
+def _skipped(recipe: Recipe, run_dir: Path, rhash: str, done: dict[str, Any]) -> StageResult:
+    return StageResult(recipe.name, run_dir, rhash, "skipped", done.get("step", 0), done.get("epoch", 0),
+                       done.get("metrics", {}), done.get("mlflow_run_id"), done.get("exports", {}))
+
+
+def _train_locked(cfg: Any, recipe: Recipe, acc: Any, rhash: str, run_dir: Path, *, report_fn: ReportFn | None,
+                  stop_fn: StopFn | None, stop_flag: StopFlag | None) -> StageResult:
+    """The body of :func:`train`, run with the run folder's lock held."""
+    tc = cfg.train
+    rank, world, device = acc.process_index, acc.num_processes, acc.device
+    is_main = acc.is_main_process
+    ckpt_dir = run_dir / "checkpoints"
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.write_json(run_dir / "config.json")
@@ -150,11 +171,22 @@ def train(
 
     # ------------------------------------------------------------------ resume
     step, epoch, cursor, metrics = 0, 0, 0, {}
-    latest = ck.latest_checkpoint(ckpt_dir) if is_main else None
-    chosen = broadcast_int(latest.step if latest else -1, device)
+    # rank 0 picks the newest checkpoint that loads, moving damaged newer ones aside (and saying so); a refused
+    # one (a pickled object) stops every rank, not rank 0 alone
+    latest, refused = None, None
+    if is_main:
+        try:
+            latest = ck.resume_point(ckpt_dir, log=lambda m: print(f"[{recipe.name}] {m}", file=sys.stderr))
+        except ck.CheckpointError as e:
+            refused = e
+    chosen = broadcast_int(-2 if refused is not None else (latest.step if latest else -1), device)
+    if refused is not None:
+        raise refused
+    if chosen == -2:
+        raise ck.CheckpointError(f"rank 0 refused the checkpoints in {ckpt_dir} (see its error)")
     if chosen >= 0:
         path = ckpt_dir / f"step_{chosen:08d}"
-        state = ck.load_state(path)
+        state = latest.state if latest is not None else ck.load_state(path)
         raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -8,6 +8,11 @@ Layout (the real dataset's, so one reader serves both)::
     DIR/<id>_physics.json   ground truth per event (object, true modes, velocity, room, noise)
     DIR/train.txt, test.txt video ids, split by video
     DIR/summary.json        counts (this function's return value)
+    DIR/manifest.json       the world manifest: every file name the tool writes into DIR (written first)
+
+``--overwrite`` deletes only the files the world manifest lists; a folder holding anything else (a real
+recording, a note, a sub-folder) is refused with the first such file named, so it never deletes what it
+did not write.
 
 Every video draws from its own generators seeded by (seed, video index, stream), so the bytes of the
 wav, annotations and ground truth do not depend on ``workers``, and a video's sound does not depend
@@ -122,16 +127,74 @@ def _make_video_star(args: tuple) -> dict[str, Any]:
     return make_video(Path(out_dir), WorldConfig(**world_dict), seed, index, vid)
 
 
-def _prepare(out_dir: Path, overwrite: bool) -> None:
+WORLD_MANIFEST = "manifest.json"  # no "_": the per-video files are the ones named <id>_<kind>
+
+
+def world_files(ids: list[str]) -> list[str]:
+    """Every file name a world of videos ``ids`` holds (``OUTPUT_PATTERNS`` per video, then the shared files)."""
+    per_video = [p[1:] for p in OUTPUT_PATTERNS if p.startswith("*")]
+    return [vid + suffix for vid in ids for suffix in per_video] + [p for p in OUTPUT_PATTERNS if not p.startswith("*")]
+
+
+def _recorded_files(out_dir: Path) -> set[str] | None:
+    """The file names a previous world in ``out_dir`` recorded as its own; None when nothing says so.
+
+    The world manifest, else (a world written before manifests existed) the ids its ``summary.json`` lists,
+    provided its ``config.json`` carries the world hash only this tool writes.
+    """
+    man = out_dir / WORLD_MANIFEST
+    try:
+        if man.is_file():
+            rec = json.loads(man.read_text())
+            if rec.get("tool") != "physdiff synth":
+                return None  # someone else's manifest.json
+            names = rec["files"]
+            if not all(isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in names):
+                raise PhysdiffError(f"{man} lists a name that is not a plain file name; refusing to --overwrite")
+            return set(names)
+        summary, config = json.loads((out_dir / "summary.json").read_text()), json.loads((out_dir / "config.json").read_text())
+        if "world_hash" in config and isinstance(summary.get("train"), list) and isinstance(summary.get("test"), list):
+            return set(world_files([str(i) for i in summary["train"] + summary["test"]]))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def _is_temp_of(name: str, recorded: set[str]) -> bool:
+    """A temporary sibling ``.<recorded>.<pid>-<token>.tmp`` of one of our files (a write killed mid-way)."""
+    from physdiff.fileio import is_temp
+
+    return is_temp(name) and any(name.startswith(f".{r}.") for r in recorded | {WORLD_MANIFEST})
+
+
+def _prepare(out_dir: Path, overwrite: bool, files: list[str]) -> None:
+    """Check ``out_dir`` (empty, or with ``overwrite`` only files a previous world recorded), clear it, record ``files``."""
+    from physdiff.fileio import atomic_write_json
+
     if out_dir.exists() and not out_dir.is_dir():
         raise PhysdiffError(f"{out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
             raise PhysdiffError(f"{out_dir} is not empty; pass overwrite=True (--overwrite) to replace its world")
-        for pattern in OUTPUT_PATTERNS:  # only what a world writes: never delete foreign files
-            for p in out_dir.glob(pattern):
+        entries = sorted(out_dir.iterdir())
+        recorded = _recorded_files(out_dir)
+        if recorded is None:
+            raise PhysdiffError(f"refusing to --overwrite {out_dir}: it holds no world manifest ({WORLD_MANIFEST} of "
+                                f"physdiff synth), so nothing says physdiff synth wrote {entries[0]} (or any file there); "
+                                "delete what you no longer need yourself, or choose another --out")
+        foreign = [p for p in entries if p.name != WORLD_MANIFEST and not (p.is_file() and p.name in recorded)
+                   and not _is_temp_of(p.name, recorded)]
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            raise PhysdiffError(f"refusing to --overwrite {out_dir}: {foreign[0]}{more} is not a file physdiff synth "
+                                f"wrote (not in {WORLD_MANIFEST}); move it away or choose another --out")
+        for p in entries:  # only what the manifest lists (and our temporaries); the manifest itself last
+            if p.name != WORLD_MANIFEST:
                 p.unlink()
+        (out_dir / WORLD_MANIFEST).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Recorded before any file is written: an interrupted world can still be overwritten.
+    atomic_write_json(out_dir / WORLD_MANIFEST, {"tool": "physdiff synth", "files": files}, indent=1)
 
 
 def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = None, *, overwrite: bool = False,
@@ -144,9 +207,9 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = N
     world.validate()
     seed = world.seed if seed is None else seed
     out_dir = Path(out_dir)
-    _prepare(out_dir, overwrite)
-    t0 = time.perf_counter()
     ids = video_ids(world.videos, seed)
+    _prepare(out_dir, overwrite, world_files(ids))
+    t0 = time.perf_counter()
     jobs = [(str(out_dir), dataclasses.asdict(world), seed, i, vid) for i, vid in enumerate(ids)]
     results: list[dict[str, Any]] = []
     bar = progress_bar(len(jobs), "[world] videos", enabled=progress)
