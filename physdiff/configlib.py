@@ -118,10 +118,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (tuple, list):
         if isinstance(value, str):
             text = value.strip()
-            try:
-                value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v != ""]
-            except json.JSONDecodeError:
-                raise ConfigError(f"config key '{key}': cannot parse {value!r} as a list") from None
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    # a shell-friendly `[a,b,c]` (no quotes): the same list as `a,b,c`
+                    if not text.endswith("]") or any(c in text[1:-1] for c in '[]{}"'):
+                        raise ConfigError(f"config key '{key}': cannot parse {value!r} as a list") from None
+                    value = [v.strip() for v in text[1:-1].split(",") if v.strip() != ""]
+            else:
+                value = [v for v in text.split(",") if v != ""]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
         inner = args[0] if args else Any
