@@ -217,7 +217,7 @@ def site_of_video(seed: int, index: int, sites: int) -> int:
     return int(deck[index % sites])
 
 
-def kind_shares(material: str, objects_per_site: int = 7) -> dict[str, float]:
+def kind_shares(material: str, objects_per_site: int = 6) -> dict[str, float]:
     """Expected share of a material's strikes that fall on each of its kinds, over the scene cycle.
 
     An object's expected count per site (anchors 1, extras by weight) times its prominence; used by

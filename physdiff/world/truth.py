@@ -39,7 +39,7 @@ class ClipTruth:
     kind: str  # "railing"
     material: str  # the true material (also when the annotation says "None")
     held_out_site: bool  # recorded at a site no training video visits (world.unseen_sites)
-    object_in_train: bool  # some training video of this world struck this object
+    object_in_train: bool  # some training clip of this world (paper subset: a static hit, annotated) is of this object
 
 
 def clip_key(video_id: str, time_s: float, sample_rate: int) -> str:
@@ -70,7 +70,9 @@ def clip_truth(world_dir: str | Path, sample_rate: int) -> dict[str, ClipTruth]:
                 raise DataError(f"{path}: events carry no object_id (a world from before the site catalogue)")
             rows.append((clip_key(vid, ev.time, sample_rate), split, {**t, "video_id": vid,
                                                                        "held_out": truth["site"]["held_out"]}))
-    train_objects = {r["object_id"] for _, split, r in rows if split == "train"}
+    # what the models learn from: training clips of the paper subset (hit + static + the true label annotated)
+    train_objects = {r["object_id"] for _, split, r in rows if split == "train" and r["action"] == "hit"
+                     and r["reaction"] == "static" and r["label"] == r["material"]}
     return {key: ClipTruth(key, r["video_id"], split, r["site"], r["object_id"], r["kind"], r["material"],
                            bool(r["held_out"]), r["object_id"] in train_objects)
             for key, split, r in rows}

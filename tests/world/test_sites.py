@@ -130,7 +130,7 @@ def test_same_object_struck_several_times_in_a_row(site_world):
                 n = 1
         runs.append(n)
         assert len(set(ids)) <= world.objects_per_video
-    assert np.mean(runs) >= 2.0, runs  # runs of mean hits_per_object = 3 (truncated at the video's end)
+    assert np.mean(runs) >= 2.0, runs  # runs of mean hits_per_object = 4 (truncated at the end of the video)
 
 
 def test_unseen_sites_really_unseen(site_world):
