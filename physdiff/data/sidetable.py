@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from physdiff.errors import DataError
+from physdiff.fileio import atomic_output
 
 
 @dataclass
