@@ -326,8 +326,9 @@ def _check_frames(world: Path, out: Path, cfg) -> list[float]:
         # Re-encoding the decoded frame with PIL at that quality gives the budget (measured: stored
         # frame 11 loses exactly as much, MSE 19-30 at 32 px, i.e. PSNR >= 33 dB); allow 10% + 0.5.
         budget = _mse(_jpeg_roundtrip(ref, q), ref)
+        # No absolute bound: JPEG's own loss depends on the picture (a saturated violet bin behind the green
+        # stick costs MSE 65 at 32 px, quality 90, in PIL's round trip alone); the budget above is per frame.
         assert mse[11] <= 1.1 * budget + 0.5, (key, mse[11], budget)
-        assert mse[11] <= 40.0, (key, mse[11])  # absolute bound: PSNR >= 32 dB
         # The whole window: stored frame j is decoded frame f0 - 11 + j (clamped to the video), as close.
         for j, s in enumerate(stored):
             dec = _resize(decoded[min(max(f0 - half + j, 0), len(decoded) - 1)], size)
