@@ -150,7 +150,9 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = N
     """Write ``world.videos`` videos into ``out_dir`` (see the module docstring); returns the summary.
 
     Raises PhysdiffError if out_dir is non-empty and ``overwrite`` is False. The summary holds videos,
-    events, per-material/action/reaction counts, train/test ids, content seconds, bytes, wall seconds.
+    events, sites, held-out sites, videos per site, objects struck per split (and how many test objects
+    a training video struck too), per-material/action/reaction counts, train/test ids, content seconds,
+    bytes, wall seconds.
     """
     world.validate()
     seed = world.seed if seed is None else seed
