@@ -337,17 +337,23 @@ def _check_frames(world: Path, out: Path, cfg) -> list[float]:
     return measured
 
 
+def _paper_subset_events(world: Path) -> int:
+    """Events of the paper subset (hit, static, one of its 10 materials), counted from the times files."""
+    return sum(1 for f in _times_lines(world).values()
+               if f[2] == "hit" and f[3] == "static" and f[1] in PAPER_MATERIALS)
+
+
 def test_frame_11_is_the_onset_frame(world: Path, built, cfg) -> None:
     out, _ = built
     mse = _check_frames(world, out, cfg)
-    assert len(mse) == 12
+    assert len(mse) == _paper_subset_events(world) > 0  # every clip of the subset was checked
     print(f"frames (32 px, no resize): MSE of frame 11 vs decoded onset frame in [{min(mse):.1f}, {max(mse):.1f}]")
 
 
 def test_frame_11_is_the_onset_frame_after_resize(world: Path, built_resized) -> None:
     out, cfg24 = built_resized
     mse = _check_frames(world, out, cfg24)
-    assert len(mse) == 12
+    assert len(mse) == _paper_subset_events(world) > 0
     print(f"frames (32 -> 24 px): MSE of frame 11 vs decoded onset frame in [{min(mse):.1f}, {max(mse):.1f}]")
 
 
