@@ -119,8 +119,8 @@ def main() -> int:
                    *common]
             subprocess.run(cmd, check=True, cwd=REPO)
         out["seconds"]["video"] = round(time.time() - t0, 1)
-        done = json.loads((run / "DONE.json").read_text())
-        out["video_done"] = {k: v for k, v in done.items() if isinstance(v, (int, float, str))}
+        val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"val/acc"' in line]
+        out["video_done"] = {k: v for k, v in val[-1].items() if k.startswith("val/") or k in ("step", "epoch")}
         from physdiff.data.sidetable import read_side_table
 
         paths = export_paths(run)
