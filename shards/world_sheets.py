@@ -1,6 +1,6 @@
 """Figures of the synthetic world: a contact sheet of frames and a spectrogram sheet per material.
 
-    python shards/world_sheets.py --out docs/img            # world_frames.png, world_spectrograms.png
+    python shards/world_sheets.py --out docs/img            # world_frames.png, world_spectrograms.png, world_objects.png
     python shards/world_sheets.py --out docs/img --table    # also the calibration table
 
 A thin wrapper: the same as ``physdiff sheets ...`` (``physdiff sheets --help`` lists every flag).

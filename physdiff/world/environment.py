@@ -1,8 +1,9 @@
 """The recording environment: room reverberation and background noise (what eq. 4 cannot explain).
 
-Each video is one recording in one room. The room sets the reverberation (RT60, direct-to-reverberant
-ratio, high-frequency absorption, early reflections) and the kind of background noise (colour, mains
-hum, level); each recording perturbs them. The residual parameters of the paper (eqs. 5-6: decaying
+Each site (:mod:`physdiff.world.sites`) is one place of a room type. The room type sets the
+reverberation (RT60, direct-to-reverberant ratio, high-frequency absorption, early reflections) and the
+kind of background noise (colour, mains hum, level); the site perturbs them once (two kitchens differ),
+and each recording at the site perturbs them a little more (where the microphone stood). The residual parameters of the paper (eqs. 5-6: decaying
 band-limited noise) exist to model exactly this, so modal resynthesis alone is measurably worse.
 The room also sets the picture's background (``wall``/``floor`` colours), so it can be seen.
 """
@@ -29,16 +30,21 @@ class Room:
     floor: tuple[int, int, int]
 
 
-ROOMS: tuple[Room, ...] = (
-    Room("studio", 0.18, 9.0, 0.8, (-68, -58), (-3.0, -1.0), 0.0, (70, 70, 78), (45, 45, 50)),
-    Room("office", 0.4, 4.0, 0.6, (-60, -50), (-4.0, -2.0), 60.0, (200, 196, 180), (110, 110, 120)),
-    Room("kitchen", 0.55, 2.0, 0.7, (-58, -48), (-3.0, -1.0), 60.0, (225, 220, 205), (160, 120, 90)),
-    Room("living-room", 0.4, 5.0, 0.45, (-62, -52), (-5.0, -3.0), 0.0, (170, 140, 110), (120, 80, 60)),
-    Room("hallway", 0.8, 0.0, 0.6, (-58, -48), (-4.0, -2.0), 50.0, (190, 200, 205), (95, 90, 85)),
-    Room("stairwell", 1.1, -2.0, 0.7, (-56, -46), (-3.0, -1.5), 0.0, (150, 150, 145), (115, 115, 110)),
-    Room("garage", 0.9, 0.0, 0.75, (-55, -45), (-6.0, -4.0), 50.0, (120, 125, 130), (80, 80, 78)),
-    Room("outdoors", 0.08, 15.0, 0.9, (-52, -42), (-6.0, -4.5), 0.0, (125, 160, 205), (125, 112, 100)),
-)  # fmt: skip
+ROOMS: dict[str, Room] = {
+    r.name: r
+    for r in (
+        Room("kitchen", 0.55, 2.0, 0.7, (-58, -48), (-3.0, -1.0), 60.0, (225, 220, 205), (160, 120, 90)),
+        Room("office", 0.4, 4.0, 0.6, (-60, -50), (-4.0, -2.0), 60.0, (200, 196, 180), (110, 110, 120)),
+        Room("living-room", 0.4, 5.0, 0.45, (-62, -52), (-5.0, -3.0), 0.0, (170, 140, 110), (120, 80, 60)),
+        Room("bedroom", 0.3, 6.0, 0.4, (-64, -54), (-5.0, -3.0), 0.0, (190, 170, 200), (130, 100, 90)),
+        Room("bathroom", 0.7, 1.0, 0.8, (-60, -50), (-3.0, -1.0), 50.0, (215, 215, 228), (170, 168, 180)),
+        Room("hallway", 0.8, 0.0, 0.6, (-58, -48), (-4.0, -2.0), 50.0, (190, 200, 205), (95, 90, 85)),
+        Room("stairwell", 1.1, -2.0, 0.7, (-56, -46), (-3.0, -1.5), 0.0, (150, 150, 145), (115, 115, 110)),
+        Room("garage", 0.9, 0.0, 0.75, (-55, -45), (-6.0, -4.0), 50.0, (120, 125, 130), (80, 80, 78)),
+        Room("street", 0.1, 14.0, 0.9, (-50, -40), (-6.0, -4.5), 0.0, (150, 158, 175), (90, 90, 96)),
+        Room("park", 0.06, 16.0, 0.9, (-54, -44), (-5.0, -3.5), 0.0, (125, 160, 205), (125, 112, 100)),
+    )
+}  # fmt: skip
 
 
 @dataclass
@@ -58,15 +64,25 @@ class Recording:
                 "hum_hz": self.room.hum_hz, "hum_db": round(self.hum_db, 2)}
 
 
-def sample_recording(rng: np.random.Generator, reference_db: float = -18.0) -> Recording:
-    """Draw a room and this recording's perturbation of it. Noise levels are set re ``reference_db``."""
-    room = ROOMS[int(rng.integers(len(ROOMS)))]
+def site_acoustics(room: Room, rng: np.random.Generator, reference_db: float = -18.0) -> Recording:
+    """The acoustics of one place (a site): its room type, perturbed once. Noise levels are re ``reference_db``.
+
+    Two kitchens differ (size, furnishing, the fridge's hum); every recording at one site shares them.
+    """
     rt60 = room.rt60 * float(np.exp(rng.normal(0.0, 0.2)))
     drr = room.drr_db + float(rng.normal(0.0, 2.0))
     noise = reference_db + float(rng.uniform(*room.noise_db))
     slope = float(rng.uniform(*room.noise_slope))
     hum = noise + float(rng.uniform(-6.0, 4.0)) if room.hum_hz else -200.0
     return Recording(room, rt60, drr, noise, slope, hum)
+
+
+def recording_at(site: Recording, rng: np.random.Generator) -> Recording:
+    """One recording at a site: the microphone stands a little elsewhere and the background moves a few dB."""
+    hum = site.hum_db + float(rng.uniform(-1.5, 1.5)) if site.room.hum_hz else site.hum_db
+    return Recording(site.room, site.rt60 * float(np.exp(rng.normal(0.0, 0.06))),
+                     site.drr_db + float(rng.normal(0.0, 1.0)), site.noise_db + float(rng.uniform(-2.0, 2.0)),
+                     site.noise_slope + float(rng.normal(0.0, 0.2)), hum)
 
 
 def room_impulse_response(rec: Recording, sample_rate: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,8 +5,9 @@ Layout (the real dataset's, so one reader serves both)::
     DIR/<id>_denoised.mp4   H.264 yuv420p, 30000/1001 fps, square frames, AAC mono audio track
     DIR/<id>_denoised.wav   the recording, 96 kHz mono (soundfile; FLOAT by default)
     DIR/<id>_times.txt      "time material action reaction" per event, no header
-    DIR/<id>_physics.json   ground truth per event (object, true modes, velocity, room, noise)
-    DIR/train.txt, test.txt video ids, split by video
+    DIR/<id>_physics.json   ground truth per event (site, object id, true modes, velocity, room, noise)
+    DIR/train.txt, test.txt video ids, split by video (videos at held-out sites: test only)
+    DIR/sites.json          the site catalogue: sites, their objects, which are held out, videos per site
     DIR/summary.json        counts (this function's return value)
     DIR/manifest.json       the world manifest: every file name the tool writes into DIR (written first)
 
@@ -14,9 +15,10 @@ Layout (the real dataset's, so one reader serves both)::
 recording, a note, a sub-folder) is refused with the first such file named, so it never deletes what it
 did not write.
 
-Every video draws from its own generators seeded by (seed, video index, stream), so the bytes of the
-wav, annotations and ground truth do not depend on ``workers``, and a video's sound does not depend
-on the frame size.
+Video i is recorded at site ``site_of_video(seed, i, world.sites)`` of the catalogue
+(:mod:`physdiff.world.sites`, seeded by ``world.catalogue_seed`` alone). Every video draws from its
+own generators seeded by (seed, video index, stream), so the bytes of the wav, annotations and ground
+truth do not depend on ``workers``, and a video's sound does not depend on the frame size.
 """
 
 from __future__ import annotations
@@ -35,16 +37,17 @@ from typing import Any
 import numpy as np
 
 from physdiff.errors import PhysdiffError
-from physdiff.fileio import atomic_write_json
+from physdiff.fileio import atomic_write_json, atomic_write_text
 from physdiff.logs import progress_bar
 from physdiff.world.config import WorldConfig
 from physdiff.world.media import write_mp4, write_wav
 from physdiff.world.recording import render_audio
 from physdiff.world.render import Renderer
 from physdiff.world.scene import VideoPlan, plan_video
+from physdiff.world.sites import catalogue, site_of_video
 
 OUTPUT_PATTERNS = ("*_denoised.mp4", "*_denoised.wav", "*_times.txt", "*_physics.json",
-                   "train.txt", "test.txt", "summary.json", "config.json")
+                   "train.txt", "test.txt", "sites.json", "summary.json", "config.json")
 
 
 def video_ids(n: int, seed: int) -> list[str]:
@@ -58,14 +61,17 @@ def video_ids(n: int, seed: int) -> list[str]:
     return ids
 
 
-def split_ids(ids: list[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(train, test), split by video; at least one test video when there are two or more."""
-    n_test = int(round(test_fraction * len(ids)))
-    if test_fraction > 0 and len(ids) >= 2:
-        n_test = min(max(n_test, 1), len(ids) - 1)
-    order = np.random.default_rng([seed, 104729]).permutation(len(ids))
-    test = sorted(ids[i] for i in order[:n_test])
-    train = sorted(ids[i] for i in order[n_test:])
+def split_ids(ids: list[str], test_fraction: float, seed: int,
+              held_out: set[str] | frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """(train, test), split by video: the ``held_out`` videos (recorded at held-out sites) are test; of the
+    others, ``test_fraction`` go to test too (at least one when there are two or more)."""
+    pool = [i for i in range(len(ids)) if ids[i] not in held_out]
+    n_test = int(round(test_fraction * len(pool)))
+    if test_fraction > 0 and len(pool) >= 2:
+        n_test = min(max(n_test, 1), len(pool) - 1)
+    order = np.random.default_rng([seed, 104729]).permutation(len(pool))
+    test = sorted([ids[pool[i]] for i in order[:n_test]] + [v for v in ids if v in held_out])
+    train = sorted(ids[pool[i]] for i in order[n_test:])
     return train, test
 
 
@@ -74,23 +80,25 @@ def _r(x: np.ndarray, nd: int) -> list[float]:
 
 
 def _ground_truth(vid: str, plan: VideoPlan, world: WorldConfig, modes: list, gain_db: float, frames: int) -> dict:
+    from physdiff.world.sound import contact_duration_ms
+
     rec = plan.recording.summary()
     rec["noise_db"] = round(plan.recording.noise_db + gain_db, 2)
     rec["hum_db"] = round(plan.recording.hum_db + gain_db, 2)
+    site = plan.site
     objects = []
     for so in plan.objects:
-        d = so.obj.summary()
+        d = {"id": so.item.id, "kind": so.item.kind.name, **so.obj.summary()}
         d.update({"picture": {"extent": round(so.frac, 4), "aspect": round(so.aspect, 3), "shape": so.shape,
                               "centre": [round(c, 4) for c in so.centre]}})
         objects.append(d)
     events = []
     for e, m in zip(plan.events, modes):
         so = plan.objects[e.obj]
-        from physdiff.world.sound import contact_duration_ms
-
         events.append({
             "time": round(e.time, 6), "label": e.label, "material": so.obj.material, "action": e.action,
-            "reaction": e.reaction, "object": e.obj, "velocity_mps": round(e.velocity, 4),
+            "reaction": e.reaction, "object": e.obj, "object_id": so.item.id, "kind": so.item.kind.name,
+            "site": site.id, "velocity_mps": round(e.velocity, 4),
             "contact_time_s": round(e.time, 6), "contact_ms": round(contact_duration_ms(so.obj, e.velocity), 4),
             "contact_xy": [round(c, 4) for c in e.contact], "drag_s": round(e.drag, 4),
             "room": plan.recording.room.name, "noise_db": rec["noise_db"],
@@ -98,13 +106,15 @@ def _ground_truth(vid: str, plan: VideoPlan, world: WorldConfig, modes: list, ga
         })
     return {"id": vid, "sample_rate": world.sample_rate, "fps": [world.fps_num, world.fps_den], "size": world.size,
             "frames": frames, "duration_s": round(plan.duration, 6), "clean": world.clean,
-            "gain_db": round(gain_db, 4), "sensor_noise": round(plan.sensor_noise, 3), "recording": rec,
+            "gain_db": round(gain_db, 4), "sensor_noise": round(plan.sensor_noise, 3),
+            "site": {"id": site.id, "scene": site.scene.name, "held_out": site.held_out}, "recording": rec,
             "objects": objects, "events": events}
 
 
 def make_video(out_dir: Path, world: WorldConfig, seed: int, index: int, vid: str) -> dict[str, Any]:
-    """Plan, render, synthesise and write one video; returns its counts."""
-    plan = plan_video(world, np.random.default_rng([seed, index, 0]))
+    """Plan (at its site), render, synthesise and write one video; returns its counts."""
+    site = catalogue(world).sites[site_of_video(seed, index, world.sites)]
+    plan = plan_video(world, site, np.random.default_rng([seed, index, 0]))
     audio, modes, gain_db = render_audio(plan, world, np.random.default_rng([seed, index, 1]))
     renderer = Renderer(plan, world.size, world.fps, np.random.default_rng([seed, index, 2]))
     base = out_dir / vid
@@ -113,12 +123,13 @@ def make_video(out_dir: Path, world: WorldConfig, seed: int, index: int, vid: st
                        Fraction(world.fps_num, world.fps_den), audio, world.sample_rate, world.audio_track_rate,
                        world.crf, world.x264_preset)
     lines = [f"{e.time:.6f} {e.label} {e.action} {e.reaction}" for e in plan.events]
-    base.with_name(vid + "_times.txt").write_text("\n".join(lines) + "\n")
+    atomic_write_text(base.with_name(vid + "_times.txt"), "\n".join(lines) + "\n")
     truth = _ground_truth(vid, plan, world, modes, gain_db, frames)
-    base.with_name(vid + "_physics.json").write_text(json.dumps(truth, indent=1) + "\n")
+    atomic_write_text(base.with_name(vid + "_physics.json"), json.dumps(truth, indent=1) + "\n")
     nbytes = sum(base.with_name(vid + s).stat().st_size
                  for s in ("_denoised.wav", "_denoised.mp4", "_times.txt", "_physics.json"))
-    return {"id": vid, "events": [(e.label, e.action, e.reaction) for e in plan.events],
+    return {"id": vid, "site": site.id, "events": [(e.label, e.action, e.reaction) for e in plan.events],
+            "objects": sorted({plan.objects[e.obj].item.id for e in plan.events}),
             "seconds": plan.duration, "frames": frames, "bytes": nbytes}
 
 
@@ -202,7 +213,9 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = N
     """Write ``world.videos`` videos into ``out_dir`` (see the module docstring); returns the summary.
 
     Raises PhysdiffError if out_dir is non-empty and ``overwrite`` is False. The summary holds videos,
-    events, per-material/action/reaction counts, train/test ids, content seconds, bytes, wall seconds.
+    events, sites, held-out sites, videos per site, objects struck per split (and how many test objects
+    a training video struck too), per-material/action/reaction counts, train/test ids, content seconds,
+    bytes, wall seconds.
     """
     world.validate()
     seed = world.seed if seed is None else seed
@@ -227,12 +240,27 @@ def generate_world(out_dir: str | Path, world: WorldConfig, seed: int | None = N
             bar.update(1)
     bar.close()
     results.sort(key=lambda r: r["id"])
-    train, test = split_ids(ids, world.test_fraction, seed)
-    (out_dir / "train.txt").write_text("".join(i + "\n" for i in train))
-    (out_dir / "test.txt").write_text("".join(i + "\n" for i in test))
+    cat = catalogue(world)
+    held = {r["id"] for r in results if r["site"] in cat.held_out}
+    train, test = split_ids(ids, world.test_fraction, seed, held)
+    atomic_write_text(out_dir / "train.txt", "".join(i + "\n" for i in train))
+    atomic_write_text(out_dir / "test.txt", "".join(i + "\n" for i in test))
+    split = {v: "train" for v in train} | {v: "test" for v in test}
+    sites = cat.summary()
+    for s in sites["sites"]:  # which videos were recorded where, and which objects each split struck
+        mine = [r for r in results if r["site"] == s["id"]]
+        s["videos"] = {sp: [r["id"] for r in mine if split[r["id"]] == sp] for sp in ("train", "test")}
+        s["struck"] = {sp: sorted({o for r in mine if split[r["id"]] == sp for o in r["objects"]}) for sp in ("train", "test")}
+    atomic_write_text(out_dir / "sites.json", json.dumps(sites, indent=1) + "\n")
     events = [ev for r in results for ev in r["events"]]
+    train_objects = {o for r in results if split[r["id"]] == "train" for o in r["objects"]}
+    test_objects = {o for r in results if split[r["id"]] == "test" for o in r["objects"]}
     summary = {
-        "out_dir": str(out_dir), "seed": seed, "videos": len(results), "events": len(events),
+        "out_dir": str(out_dir), "seed": seed, "catalogue_seed": world.catalogue_seed, "videos": len(results),
+        "events": len(events), "sites": world.sites, "held_out_sites": sorted(cat.held_out),
+        "videos_per_site": dict(sorted(Counter(r["site"] for r in results).items())),
+        "objects_struck": {"train": len(train_objects), "test": len(test_objects),
+                           "test_also_in_train": len(test_objects & train_objects)},
         "materials": dict(sorted(Counter(ev[0] for ev in events).items())),
         "actions": dict(sorted(Counter(ev[1] for ev in events).items())),
         "reactions": dict(sorted(Counter(ev[2] for ev in events).items())),

@@ -5,8 +5,10 @@ real struck objects, as shipped in TDW's PyImpact material data (summarised in
 ``shared/reference/material_modes.md``; the table is reproduced in docs/synthetic_world.md with the
 statistics this module actually produces beside it).
 
-Each material draws an *object* (family of partial ratios, size, fundamental, damping) and each
-strike draws a velocity; the modes of one event then follow:
+Each object is a kind of thing made of a material (:mod:`physdiff.world.objects`: a wall, a mug, a
+railing), which fixes its family of partial ratios and its size range; the material fixes the rest
+(fundamental at the reference size, damping, contact hardness), and each strike draws a velocity.
+The modes of one event then follow:
 
 - frequencies  f_i = f1 * r_i, with r_i from the family (free bar, rectangular plate, ring/shell with
   split doublets, thick block, or the dense inharmonic set of soft layered objects) and
@@ -38,10 +40,8 @@ class MaterialSpec:
     """Distributions of one material's objects (see the module docstring for the formulas)."""
 
     name: str
-    families: dict[str, float]  # partial-ratio family -> probability
     f1_median: float  # Hz, fundamental at SIZE_REF
     f1_log_sd: float  # object-to-object spread of f1 (natural log) beyond size
-    size_range: tuple[float, float]  # m, log-uniform
     size_exponent: float  # f1 ~ size^-size_exponent
     n_modes: tuple[int, int]  # modes per object (inclusive range)
     rt60_median: float  # s, of an object's modes
@@ -67,44 +67,34 @@ def _spec(name: str, **kw: object) -> MaterialSpec:
 MATERIALS: dict[str, MaterialSpec] = {
     m.name: m
     for m in (
-        _spec("glass", families={"shell": 0.6, "plate": 0.4}, f1_median=950.0, f1_log_sd=0.3,
-              size_range=(0.06, 0.4), size_exponent=1.0, n_modes=(14, 26), rt60_median=0.10, rt60_log_sd=0.52,
+        _spec("glass", f1_median=1100.0, f1_log_sd=0.3, size_exponent=1.0, n_modes=(14, 26), rt60_median=0.10, rt60_log_sd=0.52,
               rayleigh_rho=0.05, kappa=0.0, shape_sd=10.8, level_db=-20.0, contact_ms=0.07, restitution=0.7,
               target_freq=(1810, 7207, 11841), target_rt60=(0.054, 0.101, 0.197), target_spread=27, target_rt60_ratio=0.88),
-        _spec("wood", families={"bar": 0.5, "plate": 0.5}, f1_median=800.0, f1_log_sd=0.35,
-              size_range=(0.15, 1.5), size_exponent=1.0, n_modes=(14, 28), rt60_median=0.085, rt60_log_sd=0.6,
+        _spec("wood", f1_median=1400.0, f1_log_sd=0.35, size_exponent=1.0, n_modes=(14, 28), rt60_median=0.085, rt60_log_sd=0.6,
               rayleigh_rho=0.07, kappa=0.0, shape_sd=10.8, level_db=-18.0, contact_ms=0.12, restitution=0.55,
               target_freq=(763, 3326, 9617), target_rt60=(0.050, 0.085, 0.225), target_spread=26, target_rt60_ratio=0.84),
-        _spec("ceramic", families={"shell": 0.5, "plate": 0.5}, f1_median=420.0, f1_log_sd=0.35,
-              size_range=(0.08, 0.5), size_exponent=1.0, n_modes=(12, 24), rt60_median=0.178, rt60_log_sd=0.5,
+        _spec("ceramic", f1_median=263.0, f1_log_sd=0.35, size_exponent=1.0, n_modes=(12, 24), rt60_median=0.178, rt60_log_sd=0.5,
               rayleigh_rho=0.5, kappa=0.0, shape_sd=11.5, level_db=-19.0, contact_ms=0.06, restitution=0.65,
               target_freq=(598, 2850, 11046), target_rt60=(0.089, 0.178, 0.486), target_spread=27, target_rt60_ratio=0.33),
-        _spec("metal", families={"plate": 0.4, "bar": 0.3, "shell": 0.3}, f1_median=300.0, f1_log_sd=0.35,
-              size_range=(0.05, 1.2), size_exponent=1.0, n_modes=(16, 32), rt60_median=0.153, rt60_log_sd=0.55,
+        _spec("metal", f1_median=480.0, f1_log_sd=0.35, size_exponent=1.0, n_modes=(16, 32), rt60_median=0.153, rt60_log_sd=0.55,
               rayleigh_rho=0.08, kappa=0.0, shape_sd=10.8, level_db=-17.0, contact_ms=0.14, restitution=0.75,
               target_freq=(800, 2262, 6965), target_rt60=(0.073, 0.153, 0.327), target_spread=25, target_rt60_ratio=0.82),
-        _spec("cloth", families={"soft": 1.0}, f1_median=1900.0, f1_log_sd=0.4,
-              size_range=(0.2, 1.5), size_exponent=0.6, n_modes=(16, 30), rt60_median=0.064, rt60_log_sd=0.8,
+        _spec("cloth", f1_median=1900.0, f1_log_sd=0.4, size_exponent=0.6, n_modes=(16, 30), rt60_median=0.064, rt60_log_sd=0.8,
               rayleigh_rho=0.0, kappa=0.03, shape_sd=19.0, level_db=-30.0, contact_ms=0.3, restitution=0.15,
               target_freq=(413, 2921, 6457), target_rt60=(0.036, 0.064, 0.295), target_spread=40, target_rt60_ratio=0.96),
-        _spec("plastic", families={"plate": 0.5, "shell": 0.5}, f1_median=420.0, f1_log_sd=0.35,
-              size_range=(0.05, 0.6), size_exponent=1.0, n_modes=(12, 24), rt60_median=0.056, rt60_log_sd=0.6,
+        _spec("plastic", f1_median=635.0, f1_log_sd=0.35, size_exponent=1.0, n_modes=(12, 24), rt60_median=0.056, rt60_log_sd=0.6,
               rayleigh_rho=0.09, kappa=0.0, shape_sd=12.2, level_db=-21.0, contact_ms=0.25, restitution=0.5,
               target_freq=(731, 2755, 5259), target_rt60=(0.021, 0.056, 0.110), target_spread=33, target_rt60_ratio=0.80),
-        _spec("drywall", families={"plate": 1.0}, f1_median=800.0, f1_log_sd=0.3,
-              size_range=(0.4, 2.0), size_exponent=0.7, n_modes=(14, 26), rt60_median=0.059, rt60_log_sd=0.35,
+        _spec("drywall", f1_median=865.0, f1_log_sd=0.3, size_exponent=0.7, n_modes=(14, 26), rt60_median=0.059, rt60_log_sd=0.35,
               rayleigh_rho=0.12, kappa=0.0, shape_sd=19.0, level_db=-24.0, contact_ms=0.18, restitution=0.35,
               target_freq=(757, 2335, 6225), target_rt60=(0.033, 0.059, 0.088), target_spread=40, target_rt60_ratio=0.76),
-        _spec("carpet", families={"soft": 1.0}, f1_median=2000.0, f1_log_sd=0.3,
-              size_range=(0.5, 2.5), size_exponent=0.5, n_modes=(16, 30), rt60_median=0.075, rt60_log_sd=0.6,
+        _spec("carpet", f1_median=2670.0, f1_log_sd=0.3, size_exponent=0.5, n_modes=(16, 30), rt60_median=0.075, rt60_log_sd=0.6,
               rayleigh_rho=0.0, kappa=0.35, shape_sd=18.5, level_db=-32.0, contact_ms=0.32, restitution=0.1,
               target_freq=(780, 2917, 5227), target_rt60=(0.042, 0.075, 0.210), target_spread=38, target_rt60_ratio=1.48),
-        _spec("paper", families={"soft": 0.6, "plate": 0.4}, f1_median=1000.0, f1_log_sd=0.4,
-              size_range=(0.1, 0.6), size_exponent=0.8, n_modes=(14, 28), rt60_median=0.06, rt60_log_sd=0.8,
+        _spec("paper", f1_median=1300.0, f1_log_sd=0.4, size_exponent=0.8, n_modes=(14, 28), rt60_median=0.06, rt60_log_sd=0.8,
               rayleigh_rho=0.0, kappa=0.2, shape_sd=12.8, level_db=-27.0, contact_ms=0.28, restitution=0.25,
               target_freq=(781, 3658, 8139), target_rt60=(0.025, 0.060, 0.187), target_spread=31, target_rt60_ratio=1.24),
-        _spec("rock", families={"block": 1.0}, f1_median=1600.0, f1_log_sd=0.35,
-              size_range=(0.1, 0.8), size_exponent=1.0, n_modes=(10, 20), rt60_median=0.09, rt60_log_sd=0.95,
+        _spec("rock", f1_median=2100.0, f1_log_sd=0.35, size_exponent=1.0, n_modes=(10, 20), rt60_median=0.09, rt60_log_sd=0.95,
               rayleigh_rho=0.04, kappa=0.0, shape_sd=12.2, level_db=-20.0, contact_ms=0.05, restitution=0.6,
               target_freq=(1374, 5602, 10599), target_rt60=(0.014, 0.099, 0.358), target_spread=32, target_rt60_ratio=0.93),
     )

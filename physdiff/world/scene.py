@@ -1,7 +1,12 @@
-"""The plan of one recording: its room, the objects the camera visits, and the annotated events.
+"""The plan of one recording at a site: its acoustics, the site's objects it strikes, and the annotated events.
 
-Everything random about a video is drawn here (from the video's own generator), before any pixel or
-sample is made, so pictures and sound share one ground truth.
+A video is recorded at one site (:mod:`physdiff.world.sites`) and strikes ``world.objects_per_video``
+of the site's fixed objects (chosen by prominence), each several times in a row (runs of mean
+``world.hits_per_object``), as Greatest Hits' walks do. Everything random about a video is drawn
+here (from the video's own generator), before any pixel or sample is made, so pictures and sound
+share one ground truth; what belongs to the object (its modes, texture, footprint) comes from the
+catalogue and is identical in every video, what belongs to the recording (microphone, framing,
+strike velocity and position) is drawn per video.
 """
 
 from __future__ import annotations
@@ -10,19 +15,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from physdiff.data.labels import PAPER_MATERIALS, UNKNOWN
+from physdiff.data.labels import UNKNOWN
 from physdiff.world.config import WorldConfig
-from physdiff.world.environment import Recording, sample_recording
+from physdiff.world.environment import Recording, recording_at
 from physdiff.world.materials import MATERIALS, V_REF
-from physdiff.world.sound import WorldObject, sample_object
+from physdiff.world.sites import CatalogueObject, Site
+from physdiff.world.sound import WorldObject
 
 SOFT = ("cloth", "carpet", "paper")  # these deform (non-rigid motion) rather than slide
 
 
 @dataclass
 class SceneObject:
-    """A struck object and where it sits in the picture (fractions of the frame)."""
+    """A struck object of the site and where it sits in this video's picture (fractions of the frame)."""
 
+    item: CatalogueObject  # the site's object (id, kind, sound, looks)
     obj: WorldObject
     frac: float  # visual extent: grows with the physical size (log scale)
     aspect: float  # width / height of its footprint
@@ -52,6 +59,7 @@ class Event:
 
 @dataclass
 class VideoPlan:
+    site: Site
     recording: Recording
     objects: list[SceneObject]
     events: list[Event]
@@ -61,36 +69,36 @@ class VideoPlan:
     extra: dict = field(default_factory=dict)
 
 
-def _object_frac(size_m: float) -> float:
-    """Visual extent of an object (fraction of the frame) from its physical size: log-linear."""
-    return float(np.clip(0.35 + 0.12 * np.log2(size_m / 0.1), 0.3, 0.96))
-
-
-def _scene_object(material: str, rng: np.random.Generator) -> SceneObject:
-    obj = sample_object(material, rng)
-    frac = _object_frac(obj.size_m) * float(np.exp(rng.normal(0.0, 0.06)))
-    if obj.family == "bar":
-        aspect, shape = float(rng.uniform(2.0, 3.5)), "rect"
-    elif obj.family in ("shell", "block"):
-        aspect, shape = float(rng.uniform(0.8, 1.25)), "ellipse"
-    else:
-        aspect, shape = float(rng.uniform(0.8, 1.6)), "rect"
+def _scene_object(item: CatalogueObject, rng: np.random.Generator) -> SceneObject:
+    """The catalogue object as this video frames it: the camera stands a little nearer or farther, off-centre."""
+    frac = min(item.frac * float(np.exp(rng.normal(0.0, 0.08))), 0.98)
     centre = (float(rng.uniform(0.4, 0.6)), float(rng.uniform(0.5, 0.65)))
-    return SceneObject(obj, min(frac, 0.98), aspect, shape, centre, int(rng.integers(2**31)))
+    return SceneObject(item, item.sound, frac, item.aspect, item.shape, centre, item.texture_seed)
 
 
-def plan_video(world: WorldConfig, rng: np.random.Generator) -> VideoPlan:
-    """Draw a recording: room, objects, and ``world.hits_per_video`` events on a timeline."""
-    recording = sample_recording(rng)
-    materials = [PAPER_MATERIALS[int(i)] for i in rng.integers(len(PAPER_MATERIALS), size=world.objects_per_video)]
-    objects = [_scene_object(m, rng) for m in materials]
+def choose_objects(site: Site, k: int, rng: np.random.Generator) -> list[CatalogueObject]:
+    """``k`` distinct objects of the site, drawn by prominence (walls and tables get struck more than vases)."""
+    p = np.array([o.prominence for o in site.objects])
+    idx = rng.choice(len(site.objects), size=min(k, len(site.objects)), replace=False, p=p / p.sum())
+    return [site.objects[int(i)] for i in idx]
+
+
+def plan_video(world: WorldConfig, site: Site, rng: np.random.Generator) -> VideoPlan:
+    """Draw a recording at ``site``: its acoustics, the objects struck, ``world.hits_per_video`` events on a timeline.
+
+    The struck objects are visited in turn (then again from the first), each for a run of
+    1 + Geometric strikes with mean ``world.hits_per_object``; a quick double hit never ends a run.
+    """
+    recording = recording_at(site.acoustics, rng)
+    objects = [_scene_object(item, rng) for item in choose_objects(site, world.objects_per_video, rng)]
     events: list[Event] = []
     t = float(rng.uniform(0.5, 0.9))
-    current = int(rng.integers(len(objects)))
+    current = 0
+    p_move = 1.0 / world.hits_per_object  # geometric runs: P(the camera moves on after a strike)
     close_next = False
     for i in range(world.hits_per_video):
-        if i > 0 and not close_next and rng.random() < 0.45:  # the camera moves on to another object
-            current = int(rng.integers(len(objects)))
+        if i > 0 and not close_next and len(objects) > 1 and rng.random() < p_move:
+            current = (current + 1) % len(objects)  # the walk moves on to the next object
         so = objects[current]
         material = so.obj.material
         action = "scratch" if rng.random() < world.scratch_prob else "hit"
@@ -127,4 +135,4 @@ def plan_video(world: WorldConfig, rng: np.random.Generator) -> VideoPlan:
             gap = min(gap, 2.5) + drag
         t += gap
     duration = events[-1].time + events[-1].drag + float(rng.uniform(0.6, 0.9))
-    return VideoPlan(recording, objects, events, duration, float(rng.uniform(1.0, 4.0)), int(rng.integers(2**31)))
+    return VideoPlan(site, recording, objects, events, duration, float(rng.uniform(1.0, 4.0)), site.background_seed)

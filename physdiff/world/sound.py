@@ -16,6 +16,7 @@ import numpy as np
 from scipy import signal
 
 from physdiff.world.materials import F_MAX, F_MIN, MATERIALS, SIZE_REF, V_REF, MaterialSpec, family_ratios
+from physdiff.world.objects import ObjectKind
 
 FLOOR_BELOW_PEAK_DB = 100.0  # a mode is synthesised until it is this far below the event's peak
 
@@ -43,12 +44,12 @@ class WorldObject:
                 "contact_ms_at_vref": round(self.contact_ms, 4)}
 
 
-def sample_object(material: str, rng: np.random.Generator) -> WorldObject:
-    """Draw one object of a material (see physdiff.world.materials for the distributions)."""
+def sample_object(kind: ObjectKind, rng: np.random.Generator) -> WorldObject:
+    """Draw one object of a kind (:mod:`physdiff.world.objects`: a railing is a metal bar of 0.6-1.2 m):
+    its size within the kind's range, then fundamental, modes and damping from its material
+    (:mod:`physdiff.world.materials`)."""
+    material, family, (lo, hi) = kind.material, kind.family, kind.size_m
     spec = MATERIALS[material]
-    fams = list(spec.families)
-    family = fams[int(rng.choice(len(fams), p=np.array([spec.families[f] for f in fams])))]
-    lo, hi = spec.size_range
     size = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     f1 = spec.f1_median * (SIZE_REF / size) ** spec.size_exponent * np.exp(rng.normal(0.0, spec.f1_log_sd))
     f1 = float(np.clip(f1, F_MIN * 1.5, 6000.0))

@@ -1,7 +1,10 @@
 """The statistics of material_modes.md, computed on the world's own objects (for calibration and docs).
 
-Per object, the 10 strongest modes of a strike at the reference velocity are kept (the measured
-files hold ~10 fitted modes per object); percentiles weight every object equally, as in the table.
+Objects are drawn as the site catalogue draws them: a kind of the material (a wall, a mug, a railing)
+with the probability that the world strikes that kind (:func:`physdiff.world.sites.kind_shares`), then
+its family, size and damping from the kind. Per object, the 10 strongest modes of a strike at the
+reference velocity are kept (the measured files hold ~10 fitted modes per object); percentiles weight
+every object equally, as in the table.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from physdiff.world.materials import MATERIALS, V_REF
+from physdiff.world.objects import KINDS
+from physdiff.world.sites import kind_shares
 from physdiff.world.sound import sample_object, strike_modes
 
 
@@ -25,9 +30,13 @@ def _weighted_percentiles(values: list[np.ndarray], q: tuple[float, ...]) -> lis
 def material_statistics(material: str, objects: int = 300, seed: int = 0, strongest: int = 10) -> dict[str, Any]:
     """Frequency and RT60 P10/P50/P90, onset-power spread, RT60 high/low ratio, f*RT60 cycles."""
     rng = np.random.default_rng([seed, sorted(MATERIALS).index(material)])
+    shares = kind_shares(material)
+    names = list(shares)
+    kind_p = np.array([shares[k] for k in names])
     freqs, rt60s, spreads, ratios, cycles = [], [], [], [], []
     for _ in range(objects):
-        obj = sample_object(material, rng)
+        kind = KINDS[names[int(rng.choice(len(names), p=kind_p))]]
+        obj = sample_object(kind, rng)
         f, p, lam = strike_modes(obj, V_REF, rng)
         keep = np.argsort(p)[::-1][:strongest]
         f, p, rt = f[keep], p[keep], 60.0 / lam[keep]

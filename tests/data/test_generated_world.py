@@ -333,8 +333,9 @@ def _check_frames(world: Path, out: Path, cfg) -> list[float]:
         # Re-encoding the decoded frame with PIL at that quality gives the budget (measured: stored
         # frame 11 loses exactly as much, MSE 19-30 at 32 px, i.e. PSNR >= 33 dB); allow 10% + 0.5.
         budget = _mse(_jpeg_roundtrip(ref, q), ref)
+        # No absolute bound: JPEG's own loss depends on the picture (a saturated violet bin behind the green
+        # stick costs MSE 65 at 32 px, quality 90, in PIL's round trip alone); the budget above is per frame.
         assert mse[11] <= 1.1 * budget + 0.5, (key, mse[11], budget)
-        assert mse[11] <= 40.0, (key, mse[11])  # absolute bound: PSNR >= 32 dB
         # The whole window: stored frame j is decoded frame f0 - 11 + j (clamped to the video), as close.
         for j, s in enumerate(stored):
             dec = _resize(decoded[min(max(f0 - half + j, 0), len(decoded) - 1)], size)
@@ -343,17 +344,23 @@ def _check_frames(world: Path, out: Path, cfg) -> list[float]:
     return measured
 
 
+def _paper_subset_events(world: Path) -> int:
+    """Events of the paper subset (hit, static, one of its 10 materials), counted from the times files."""
+    return sum(1 for f in _times_lines(world).values()
+               if f[2] == "hit" and f[3] == "static" and f[1] in PAPER_MATERIALS)
+
+
 def test_frame_11_is_the_onset_frame(world: Path, built, cfg) -> None:
     out, _ = built
     mse = _check_frames(world, out, cfg)
-    assert len(mse) == 12
+    assert len(mse) == _paper_subset_events(world) > 0  # every clip of the subset was checked
     print(f"frames (32 px, no resize): MSE of frame 11 vs decoded onset frame in [{min(mse):.1f}, {max(mse):.1f}]")
 
 
 def test_frame_11_is_the_onset_frame_after_resize(world: Path, built_resized) -> None:
     out, cfg24 = built_resized
     mse = _check_frames(world, out, cfg24)
-    assert len(mse) == 12
+    assert len(mse) == _paper_subset_events(world) > 0
     print(f"frames (32 -> 24 px): MSE of frame 11 vs decoded onset frame in [{min(mse):.1f}, {max(mse):.1f}]")
 
 

@@ -37,6 +37,7 @@ def test_layout_and_split(small_world):
         assert ID_RE.match(vid), vid
         for suffix in ("_denoised.mp4", "_denoised.wav", "_times.txt", "_physics.json"):
             assert (out / f"{vid}{suffix}").is_file()
+    assert (out / "sites.json").is_file() and summary["sites"] == world.sites
     assert summary["bytes"] == sum(p.stat().st_size for p in out.glob("*_*"))
 
 
@@ -85,6 +86,8 @@ def test_deterministic_and_worker_independent(small_world, tmp_path):
     for vid in _ids(out):
         for suffix in ("_denoised.wav", "_times.txt", "_physics.json", "_denoised.mp4"):
             assert (out / f"{vid}{suffix}").read_bytes() == (again / f"{vid}{suffix}").read_bytes(), suffix
+    for name in ("train.txt", "test.txt", "sites.json"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
     other = tmp_path / "other"
     generate_world(other, WorldConfig(videos=1, hits_per_video=3, size=32), 1, progress=False)
     assert (other / "train.txt").read_text() != (out / "train.txt").read_text()
