@@ -111,7 +111,10 @@ def main() -> None:
         "--preset", "tiny", f"seed={args.seed}", f"paths.data_root={root}",
         f"world.videos={args.videos}", f"world.hits_per_video={args.hits}",
         f"video.epochs={args.video_epochs}", f"diffusion.epochs={args.diffusion_epochs}",
-        "eval.variants=nn_retrieval,video,video_label,video_spec,ours", f"eval.table3_ddpm={str(args.ddpm).lower()}",
+        # every row of the paper (the tiny main job leaves the expensive ones out, physdiff/eval/config.py)
+        "eval.variants=nn_retrieval,convnet,tts,video,video_label,video_spec,video_mfcc,ours",
+        "eval.table3=nn_retrieval,owens_retrieval", "eval.fig5b=modal,modal_residual,ours,predicted_mu",
+        f"eval.table3_ddpm={str(args.ddpm).lower()}",
         "train.progress=false",
     ]
     timings = Timings(root / "timings.json")

@@ -37,6 +37,7 @@ from physdiff.fileio import atomic_write_text
 from physdiff.data.config import LoaderConfig, ShardsConfig
 from physdiff.eval.config import ClassifierConfig, EvalConfig
 from physdiff.inference.config import GenerateConfig, SamplingConfig
+from physdiff.models.baselines_config import ConvNetConfig, MFCCConfig, MuRegressorConfig, OwensConfig, TTSConfig
 from physdiff.models.config import DiffusionConfig, VideoConfig
 from physdiff.training.config import PriorConfig, TrackingConfig, TrainConfig
 from physdiff.world.config import WorldConfig
@@ -172,6 +173,12 @@ class Config:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # the paper's comparison systems (Tables 1 and 3, Fig. 5b; physdiff/models/baselines_config.py)
+    convnet: ConvNetConfig = field(default_factory=ConvNetConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    mfcc: MFCCConfig = field(default_factory=MFCCConfig)
+    owens: OwensConfig = field(default_factory=OwensConfig)
+    mu_regressor: MuRegressorConfig = field(default_factory=MuRegressorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -11,6 +11,10 @@ Every product of the pipeline is named by a hash of exactly the config keys its 
     classifier  <data>/runs/classifier-<hash>        the metric classifier (on its own data, see below)
     diffusion   <data>/runs/diffusion-<variant>-<hash>
     index       <data>/runs/index-<variant>-<hash>   the nu -> latent retrieval table of a diffusion run
+    convnet     <data>/runs/convnet-<hash>           Table 1's comparison systems, one run folder each
+    tts         <data>/runs/tts-<hash>
+    owens       <data>/runs/owens-<hash>             Table 3's NN via predicted sound features
+    mu_regressor <data>/runs/mu_regressor-<hash>     Fig. 5b's nu -> mu regressor (of the "ours" run)
     generate    <data>/runs/generate-<variant>-<hash>
     evaluate    <data>/runs/evaluate-<hash>
     pipeline    <data>/runs/pipeline-<hash>          the MLflow parent run of --stage all
@@ -37,7 +41,10 @@ from physdiff.errors import PhysdiffError
 
 _SHARDS = ("world", "audio", "physics", "shards")
 _TRAIN = ("seed", "loader", "train")
-_DIFFUSION = _SHARDS + _TRAIN + ("prior", "video", "diffusion")
+# ``mfcc`` configures the encoder of the video_mfcc variant: one row for every variant, so it is part of all of them
+_DIFFUSION = _SHARDS + _TRAIN + ("prior", "video", "diffusion", "mfcc")
+# the comparison systems the evaluation scores beside the diffusion variants (Tables 1 and 3, Fig. 5b)
+_BASELINES = ("convnet", "tts", "owens", "mu_regressor")
 
 # artifact kind -> the config keys (top-level fields or sections) its content depends on
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -48,10 +55,17 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "classifier": _SHARDS + _TRAIN + ("classifier",),
     "diffusion": _DIFFUSION,
     "index": _DIFFUSION,
+    # Table 1's regressors and Table 3's Owens et al. read the video export (per-frame nu; Owens: video's
+    # frame size and augmentation), and nothing of the diffusion model
+    "convnet": _SHARDS + _TRAIN + ("video", "convnet"),
+    "tts": _SHARDS + _TRAIN + ("video", "tts"),
+    "owens": _SHARDS + _TRAIN + ("video", "owens"),
+    # Fig. 5b's nu -> mu regressor learns the mu of the finished "ours" diffusion run
+    "mu_regressor": _DIFFUSION + ("mu_regressor",),
     "generate": _DIFFUSION + ("sampling", "generate"),
-    "evaluate": _DIFFUSION + ("classifier", "sampling", "eval"),
+    "evaluate": _DIFFUSION + ("classifier", "sampling", "eval") + _BASELINES,
     "sweep": _SHARDS + _TRAIN + ("prior",),
-    "pipeline": _DIFFUSION + ("classifier", "sampling", "generate", "eval"),  # --stage all's MLflow parent run
+    "pipeline": _DIFFUSION + ("classifier", "sampling", "generate", "eval") + _BASELINES,  # --stage all's MLflow parent run
 }
 # artifacts with one folder per diffusion variant (the variant is in the name, for people and MLflow)
 _PER_VARIANT = ("diffusion", "index", "generate")

@@ -146,7 +146,7 @@ def apply_edit(
     rscale = spec.decay_scale if spec.residual_decay_scale is None else spec.residual_decay_scale
     gamma = gamma * rscale  # (B, M)
     weight = weight * (10.0 ** (spec.residual_gain_db / 20.0))  # (B, M)
-    if spec.mute_hz:
+    if spec.mute_hz and weight.shape[1]:  # M = 0 (modal only): no residual band to mute
         if residual_band_edges is None:
             raise ValueError("mute_hz needs residual_band_edges to find the residual bands in the range")
         edges = residual_band_edges.to(weight.device, torch.float64)  # (M + 1,)

@@ -2,10 +2,10 @@
 
 The condition of the physics-driven model is ``c = [mu, nu']`` (paper Sec. 3.3): mu from five MLPs over
 the physics priors, nu' a projection of the visual latent. The Table 1 baselines replace mu by a class
-embedding ("video_label"), a spectrogram latent ("video_spec") or nothing ("video"). At inference the
-non-visual part is *retrieved* from the nearest training clip (Sec. 3.4), so this module keeps the two
-halves apart: :func:`condition_latent` computes the non-visual latent of a clip, :func:`assemble_condition`
-joins a visual input with a (retrieved) latent in the conditioner's order.
+embedding ("video_label"), a spectrogram latent ("video_spec"), an MFCC latent ("video_mfcc") or nothing
+("video"). At inference the non-visual part is *retrieved* from the nearest training clip (Sec. 3.4), so
+this module keeps the two halves apart: :func:`condition_latent` computes the non-visual latent of a clip,
+:func:`assemble_condition` joins a visual input with a (retrieved) latent in the conditioner's order.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 # The non-visual latent each variant adds to the condition (what the index stores per training clip).
 LATENT_NAME: dict[str, str | None] = {"ours": "mu", "video_spec": "spec_latent", "video_label": "label_embedding",
-                                      "video": None}
+                                      "video_mfcc": "mfcc_latent", "video": None}
 
 
 def unwrap(model: Any) -> nn.Module:
@@ -30,7 +30,8 @@ def condition_inputs(batch: Mapping[str, Any], device: torch.device | str, x0: T
     """The conditioner's input mapping from a reader batch (keys of :mod:`physdiff.models.conditioning`).
 
     modes (B, 3, D) -> freq, power, decay; ``prior/weight``, ``prior/gamma`` (B, M) -> res_weight, res_decay;
-    ``video/nu`` (B, D_nu) -> nu; ``video/logits`` (B, 17) -> logits; material (B,) -> label; x0 -> spec.
+    ``video/nu`` (B, D_nu) -> nu; ``video/logits`` (B, 17) -> logits; material (B,) -> label; x0 -> spec;
+    audio (B, T) -> audio (the recording, which the "video_mfcc" latent encodes).
     Only the keys present in the batch are filled; the conditioner names any it needs and lacks.
     """
     def t(v: Any, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -48,6 +49,8 @@ def condition_inputs(batch: Mapping[str, Any], device: torch.device | str, x0: T
         out["label"] = t(batch["material"], torch.long)  # (B,)
     if x0 is not None:
         out["spec"] = x0
+    if "audio" in batch:
+        out["audio"] = t(batch["audio"])  # (B, T)
     return out
 
 
@@ -71,9 +74,11 @@ def physics_latents(model: Any, batch: Mapping[str, Any]) -> Tensor:
 
 def condition_latent(model: Any, inputs: Mapping[str, Tensor]) -> Tensor | None:
     """The non-visual part of the condition: mu ("ours"), the spectrogram latent ("video_spec"), the
-    label embedding ("video_label"); None for "video". (B, L)."""
+    label embedding ("video_label"), the MFCC latent of the recording ("video_mfcc"); None for "video". (B, L)."""
     m = unwrap(model)
     cond = m.conditioner
+    if hasattr(cond, "mfcc"):  # "video_mfcc" (physdiff.models.mfcc_conditioning.MFCCConditioner)
+        return cond.latent(inputs)  # (B, L)
     if cond.physics is not None:
         return physics_latents(m, inputs)
     if cond.spec is not None:
@@ -88,6 +93,10 @@ def assemble_condition(model: Any, visual: Tensor, latent: Tensor | None) -> Ten
     (e.g. a retrieved mu), in the conditioner's order: [mu, nu'] for "ours", [nu', latent] otherwise."""
     m = unwrap(model)
     cond = m.conditioner
+    if hasattr(cond, "mfcc"):  # "video_mfcc": [nu', m]
+        if latent is None:
+            raise ValueError(f"variant '{cond.variant}' needs its latent ({LATENT_NAME.get(cond.variant)})")
+        return cond.assemble(visual, latent)  # (B, C)
     v = cond.visual(visual.float())  # (B, dv)
     if cond.physics is None and cond.spec is None and cond.label is None:
         if latent is not None:

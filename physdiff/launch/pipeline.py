@@ -5,9 +5,14 @@ make it (a diffusion variant, the classifier's own data) and the steps whose out
 
     world ── shards ─┬─ prior ─────────────┐
                      ├─ video ─────────────┼─ diffusion-ours ─ index-ours ─┬─ generate
-                     │                     ├─ diffusion-video ─────────────┤
-                     │                     └─ diffusion-<v> ─ index-<v> ───┤ (each Table 1 row)
+                     │        │            │        └─ mu_regressor ───────┤ (Fig. 5b's predicted mu)
+                     │        │            ├─ diffusion-video ─────────────┤
+                     │        │            └─ diffusion-<v> ─ index-<v> ───┤ (each Table 1 diffusion row)
+                     │        └─ convnet, tts ─────────────────────────────┤ (Table 1's regressors)
+                     └─ owens ─────────────────────────────────────────────┤ (Table 3, Owens et al.)
     classifier-world ─ classifier-shards ─ classifier ─────────────────────┴─ evaluate
+
+(each comparison system's step exists when its row is evaluated: ``eval.variants`` / ``eval.table3`` / ``eval.fig5b``)
 
 (``classifier-world`` / ``classifier-shards`` exist when ``classifier.world_videos`` > 0; otherwise the
 classifier reads ``shards``.) Every step is skipped when its output is already complete for its config,
@@ -86,6 +91,14 @@ def pipeline_steps(cfg: Any) -> list[Step]:
         classifier_after = ("classifier-shards",)
     steps += [Step("prior", "prior", after=("shards",)), Step("video", "video", after=("shards",)),
               Step("classifier", "classifier", after=classifier_after)]
+    rows = cfg.eval.rows
+    baselines: list[str] = []  # the comparison systems' own training steps the evaluation reads
+    for row, stage in BASELINE_STEPS.items():
+        if row in rows:
+            # Owens et al. decode the frames themselves unless owens.input=features (the video export's per-frame nu)
+            after = ("shards",) if stage == "owens" and cfg.owens.input != "features" else ("video",)
+            steps.append(Step(stage, stage, after=after))
+            baselines.append(stage)
     reads: dict[str, str] = {}  # variant -> the step generation / evaluation read for it
     for v in diffusion_variants(cfg):
         over = (("diffusion.variant", v),)
@@ -94,11 +107,19 @@ def pipeline_steps(cfg: Any) -> list[Step]:
         if LATENT_NAME[v] is not None:
             steps.append(Step(f"index-{v}", "index", over, after=(f"diffusion-{v}",)))
             reads[v] = f"index-{v}"
+    if "predicted_mu" in rows:  # Fig. 5b: nu -> mu learned from the "ours" run's exported mu
+        steps.append(Step("mu_regressor", "mu_regressor", (("diffusion.variant", "ours"),),
+                          after=("video", "diffusion-ours")))
+        baselines.append("mu_regressor")
     steps.append(Step("generate", "generate", after=(reads[cfg.diffusion.variant],)))
-    prior = ("prior",) if "modal_residual" in cfg.eval.rows else ()  # Fig. 5b's retrieved (w, gamma)
+    prior = ("prior",) if "modal_residual" in rows else ()  # Fig. 5b's retrieved (w, gamma)
     steps.append(Step("evaluate", "evaluate",
-                      after=("classifier", "video", *prior, *(reads[v] for v in cfg.eval.diffusion_variants))))
+                      after=("classifier", "video", *prior, *baselines, *(reads[v] for v in cfg.eval.diffusion_variants))))
     return steps
+
+
+# evaluation row -> the training stage (and pipeline step) whose run it reads, besides the diffusion variants
+BASELINE_STEPS = {"convnet": "convnet", "tts": "tts", "owens_retrieval": "owens"}
 
 
 def open_parent_run(cfg: Any) -> tuple[Any, Any]:

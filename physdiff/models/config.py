@@ -14,7 +14,7 @@ from physdiff.configchecks import at_least, positive_finite, rate, stage_overrid
 from physdiff.configlib import ConfigError, nonsemantic
 
 VIDEO_BACKBONES = ("resnet50", "resnet18", "resnet_small")
-VARIANTS = ("ours", "video", "video_label", "video_spec")
+VARIANTS = ("ours", "video", "video_label", "video_spec", "video_mfcc")  # video_mfcc: physdiff/models/mfcc_conditioning.py
 
 
 @dataclass
@@ -78,7 +78,9 @@ class DiffusionConfig:
     epochs: int = 0  # 0 -> train.epochs
     lr: float = 0.0  # peak learning rate of the diffusion stage; 0 -> train.lr
     # --- conditioning (paper Sec. 3.3 and the baselines of Table 1)
-    variant: str = "ours"  # "ours" (mu + nu) | "video" (nu) | "video_label" (nu + class) | "video_spec" (nu + spec latent)
+    # "ours" (mu + nu) | "video" (nu) | "video_label" (nu + class) | "video_spec" (nu + spec latent)
+    # | "video_mfcc" (nu + MFCC latent, the ``mfcc`` section)
+    variant: str = "ours"
     cond_dropout: float = 0.1  # probability of the learned null condition in training (classifier-free guidance)
     # physics encoder: five MLPs (f, p, lambda: D -> hidden^3 -> mode_dim; w, gamma: M -> res_hidden^res_depth -> res_dim;
     # official ParamsNet: 1025 -> 512^3 -> 64 and 100 -> 64^2 -> 32)

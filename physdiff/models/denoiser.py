@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from physdiff.diffusion.losses import PREDICTIONS, noise_prediction_loss
 from physdiff.diffusion.schedule import Schedule, eps_from_v, schedule_from_config
 from physdiff.models.conditioning import Conditioner
+from physdiff.models.mfcc_conditioning import build_conditioner
 from physdiff.models.unet import UNet, unet_from_config
 
 
@@ -40,7 +41,7 @@ class PhysicsDiffusion(nn.Module):
     @classmethod
     def from_config(cls, cfg: object, nu_dim: int) -> "PhysicsDiffusion":
         d = cfg.diffusion  # type: ignore[attr-defined]
-        cond = Conditioner.from_config(cfg, nu_dim)
+        cond = build_conditioner(cfg, nu_dim)  # the variant's conditioner (video_mfcc: MFCCConditioner)
         model = cls(cond, unet_from_config(d, cond.cond_dim, cfg.audio.num_bins), schedule_from_config(d),  # type: ignore[attr-defined]
                     cond_dropout=d.cond_dropout,
                     loss_kind=d.loss, spec_shape=(cfg.audio.num_bins, cfg.audio.num_frames),  # type: ignore[attr-defined]

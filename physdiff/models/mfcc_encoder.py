@@ -69,7 +69,9 @@ class MFCCEncoder(nn.Module):
         """MFCCs of the peak-normalised clips: (B, T) -> (B, n_mfcc, N), in float32 (also under autocast)."""
         audio = as_batch(audio)
         with torch.autocast(audio.device.type, enabled=False):
-            return self.mfcc(peak_normalize(audio.float()))  # (B, n_mfcc, N)
+            # (B, 1, T): torchaudio's AmplitudeToDB applies its 80 dB floor per item of the dimension before
+            # (mels, frames); on (B, T) that is the whole batch, so a clip's MFCCs would depend on its batch-mates
+            return self.mfcc(peak_normalize(audio.float())[:, None])[:, 0]  # (B, n_mfcc, N)
 
     def encode_mfcc(self, mfcc: Tensor) -> Tensor:
         """(B, n_mfcc, N) MFCCs -> (B, latent_dim)."""

@@ -51,6 +51,15 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("diffusion", "train", "physdiff.stages.diffusion:DiffusionRecipe",
               "the spectrogram diffusion model (one run per diffusion.variant)"),
     StageSpec("index", "task", "physdiff.stages.index:run_index", "the nu -> latent retrieval table of a diffusion run"),
+    # the paper's comparison systems (Tables 1 and 3, Fig. 5b), each scored by the evaluate stage
+    StageSpec("convnet", "train", "physdiff.stages.regression:ConvNetRecipe",
+              "Table 1's ConvNet-based system: per-frame video features -> U-Net -> spectrogram (L1)"),
+    StageSpec("tts", "train", "physdiff.stages.regression:TTSRecipe",
+              "Table 1's Transformer-based system: TTS-style encoder-decoder, frames -> spectrogram (L1)"),
+    StageSpec("owens", "train", "physdiff.stages.owens:OwensRecipe",
+              "Table 3's NN via predicted sound features (Owens et al. 2016): CNN + LSTM -> cochleagram"),
+    StageSpec("mu_regressor", "train", "physdiff.stages.mu_regressor:MuRegressorRecipe",
+              "Fig. 5b's nu -> mu regressor (the 'ours' run's mu predicted from video)"),
     StageSpec("generate", "task", "physdiff.stages.generate:run_generate", "sound for the silent test videos"),
     StageSpec("evaluate", "task", "physdiff.stages.evaluate:run_evaluate", "Tables 1 and 3 on the test split"),
 )}

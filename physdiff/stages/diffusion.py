@@ -12,7 +12,8 @@ Recipe for the engine (:mod:`physdiff.training.trainer`); run it with the launch
 - target x_0: the normalised log-magnitude spectrogram of the peak-normalised clip, (B, 1, F, N)
   (1025 x 44 in ``paper``, 257 x 32 in ``tiny``);
 - model: :class:`physdiff.models.denoiser.PhysicsDiffusion`, conditioned per ``diffusion.variant``
-  ("ours" = mu + nu, "video" = nu, "video_label" = nu + class, "video_spec" = nu + spectrogram latent);
+  ("ours" = mu + nu, "video" = nu, "video_label" = nu + class, "video_spec" = nu + spectrogram latent,
+  "video_mfcc" = nu + MFCC latent of the recording);
 - loss: eq. 8, L1 on the noise, t ~ U{0..T-1} over the cosine schedule, with the condition replaced
   by the learned null condition with probability ``diffusion.cond_dropout`` (classifier-free guidance);
 - evaluation (rank 0, the validation split): the denoising loss on a fixed grid of timesteps with a
@@ -21,7 +22,7 @@ Recipe for the engine (:mod:`physdiff.training.trainer`); run it with the launch
   ground-truth mu and nu written as figures (real | generated) and Griffin-Lim WAVs for MLflow;
 - export (:mod:`physdiff.artifacts`): the weights and, per split, the clip latents the index stage
   retrieves (``export/diffusion-<split>.safetensors``: ``mu`` for "ours", ``spec_latent`` for
-  "video_spec", ``label_embedding`` for "video_label"). :func:`physdiff.inference.load.load_diffusion`
+  "video_spec", ``label_embedding`` for "video_label", ``mfcc_latent`` for "video_mfcc"). :func:`physdiff.inference.load.load_diffusion`
   rebuilds the model from the run folder.
 
 Upstream runs: ``diffusion.prior_run`` / ``diffusion.video_run`` name their run folders; empty means
@@ -242,9 +243,10 @@ def heldout_denoising_loss(model: nn.Module, x0: Tensor, inputs: Mapping[str, Te
 # ----------------------------------------------------------------------------- media
 
 
-def write_sample_media(media_dir: Path, keys: list[str], real: Tensor, gen: Tensor, audio: Tensor, cfg: Any) -> None:
+def write_sample_media(media_dir: Path, keys: list[str], real: Tensor, gen: Tensor, audio: Tensor, cfg: Any,
+                       gen_title: str = "generated (GT condition)") -> None:
     """Per clip: ``<key>.png`` (real | generated normalised log-magnitude) and WAVs of the recording,
-    Griffin-Lim of the real spectrogram, and Griffin-Lim of the generated one."""
+    Griffin-Lim of the real spectrogram, and Griffin-Lim of the generated one (``gen_title`` labels its panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,7 +261,7 @@ def write_sample_media(media_dir: Path, keys: list[str], real: Tensor, gen: Tens
     rec = peak_normalize(audio.float().cpu())  # (S, T)
     for j, key in enumerate(keys):
         fig, axes = plt.subplots(1, 2, figsize=(7, 3), sharey=True)
-        for ax, x, title in zip(axes, (real[j, 0], gen[j, 0]), ("real", "generated (GT condition)")):
+        for ax, x, title in zip(axes, (real[j, 0], gen[j, 0]), ("real", gen_title)):
             ax.imshow(x.detach().float().cpu().numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1)
             ax.set_title(title)
             ax.set_xlabel("frame")

@@ -11,10 +11,16 @@ spectrograms and audio (``make``). Tables 1 and 3 and Fig. 5b list rows by name
 Rows:
 
 - ``nn_retrieval`` (Table 3): the nearest training clip by ν *is* the answer, its recorded audio;
-- ``video``, ``video_label``, ``video_spec``, ``ours`` (Table 1): the diffusion run of that variant, conditioned
-  on the test ν and the latent retrieved from its index, sampled with the ``sampling`` section;
+- ``owens_retrieval`` (Table 3, Owens et al. 2016): the training clip whose cochleagram is nearest to the one the
+  ``owens`` run predicted from the test clip's frames; its recorded audio;
+- ``convnet``, ``tts`` (Table 1): the spectrogram regressed from the test clip's per-frame video features by the
+  ``convnet`` / ``tts`` run, then Griffin-Lim;
+- ``video``, ``video_label``, ``video_spec``, ``video_mfcc``, ``ours`` (Table 1): the diffusion run of that
+  variant, conditioned on the test ν and the latent retrieved from its index, sampled with the ``sampling`` section;
 - ``modal`` (Fig. 5b): eq. 4 resynthesis of the retrieved training clip's modes (f, p, λ);
-- ``modal_residual`` (Fig. 5b): modal + residual (eqs. 4-6) from the retrieved clip's modes and (w, γ).
+- ``modal_residual`` (Fig. 5b): modal + residual (eqs. 4-6) from the retrieved clip's modes and (w, γ);
+- ``predicted_mu`` (Fig. 5b): the "ours" diffusion run conditioned on the test ν and the μ the ``mu_regressor``
+  run predicted from it (no retrieval), with the same sampling noise as ``ours``.
 """
 
 from __future__ import annotations
@@ -57,6 +63,20 @@ class EvalInputs:
             self.cache[key] = Synthesizer.from_run(self.runs[f"diffusion-{variant}"], self.device, with_video=False,
                                                    index_dir=self.runs.get(f"index-{variant}"))
         return self.cache[key]
+
+    def video_arrays(self) -> dict[str, Tensor]:
+        """The video export's arrays of the test clips, in test order (``nu_frames`` (N, T, D) among them; cached)."""
+        if "video_arrays" not in self.cache:
+            from physdiff.artifacts import read_export
+            from physdiff.data.sidetable import read_side_table
+
+            table = read_side_table(read_export(self.runs["video"], "video").table("test"))
+            self.cache["video_arrays"] = {k: torch.from_numpy(v) for k, v in table.lookup(self.test.keys).items()}
+        return self.cache["video_arrays"]
+
+    def visual(self, cfg: Any) -> Tensor:
+        """The test clips' visual input of a diffusion run trained with ``cfg``: nu, or the logits."""
+        return self.test.logits if cfg.diffusion.visual_input == "logits" else self.test.nu
 
     def retrieved(self) -> list[str]:
         """The training clip key nearest to each test clip by ν (Euclidean), in test order (cached)."""
@@ -103,6 +123,21 @@ def _prior_needs(cfg: Any) -> dict[str, Path]:
 
 def _no_needs(cfg: Any) -> dict[str, Path]:
     return {}
+
+
+def run_needs(stage: str) -> Callable[[Any], dict[str, Path]]:
+    """The finished run of a comparison system's own training stage (``convnet``, ``tts``, ``owens``)."""
+    def needs(cfg: Any) -> dict[str, Path]:
+        return {stage: identity.artifact_dir(cfg, stage)}
+
+    return needs
+
+
+def _predicted_mu_needs(cfg: Any) -> dict[str, Path]:
+    """The "ours" diffusion run (and its index: the synthesizer loads it) and the regressor trained on its mu."""
+    out = diffusion_needs("ours")(cfg)
+    out["mu_regressor"] = identity.artifact_dir(identity.variant_config(cfg, "ours"), "mu_regressor")
+    return out
 
 
 # ----------------------------------------------------------------------------- how rows make sound
@@ -183,13 +218,91 @@ def make_modal_residual(ev: EvalInputs) -> Generated:
     return Generated(spectrogram_target(audio, a), audio, (time.time() - t0) / audio.shape[0])
 
 
+def make_regression(stage: str) -> Callable[[EvalInputs], Generated]:
+    """Table 1's ConvNet- / Transformer-based rows: the spectrogram regressed from the test clips' video features."""
+    def make(ev: EvalInputs) -> Generated:
+        from physdiff.physics import spectrogram_to_audio
+        from physdiff.stages.regression import load_regressor
+
+        model, _rcfg, man = load_regressor(ev.runs[stage], stage, ev.device)
+        arrays = ev.video_arrays()
+        key = man["feature"]  # what the run was trained on: nu_frames, or nu for an export without them
+        if key not in arrays:
+            from physdiff.errors import DataError
+
+            raise DataError(f"the {stage} run {ev.runs[stage]} was trained on '{key}', which the video export "
+                            f"{ev.runs['video']} does not hold for the test clips")
+        feats = arrays[key].float()  # (N, T, D) or (N, D)
+        t0 = time.time()
+        bs = ev.cfg.eval.batch_size
+        with torch.no_grad():
+            specs = torch.cat([model.predict({key: feats[i : i + bs].to(ev.device)}).float().cpu()
+                               for i in range(0, feats.shape[0], bs)])  # (N, 1, F, N)
+        audio = spectrogram_to_audio(specs, ev.cfg.audio)  # (N, T)
+        return Generated(specs, audio, (time.time() - t0) / specs.shape[0])
+
+    return make
+
+
+def make_owens_retrieval(ev: EvalInputs) -> Generated:
+    """Owens et al.: the recording of the training clip whose cochleagram is nearest to the predicted one.
+
+    The seconds per clip add the export's prediction pass (frame decoding + CNN + LSTM, per test clip) to the
+    retrieval, so Table 3 compares the method's whole cost from frames."""
+    from physdiff.artifacts import read_export
+    from physdiff.data.sidetable import read_side_table
+    from physdiff.models.owens import nearest_clips
+    from physdiff.physics import peak_normalize, spectrogram_target
+
+    ex = read_export(ev.runs["owens"], "owens")
+    bank = read_side_table(ex.table("train"))
+    queries = read_side_table(ex.table("test"))
+    t0 = time.time()
+    pred = torch.from_numpy(queries.lookup(ev.test.keys)["cochleagram_pred"]).float()  # (N, C, S)
+    picked, _dist, _idx = nearest_clips(pred, torch.from_numpy(bank.arrays["cochleagram"]).float(), list(bank.keys))
+    train = _training_clips(ev, picked)
+    row = {k: i for i, k in enumerate(train.keys)}
+    audio = train.audio[[row[k] for k in picked]]  # (N, T): training recordings, as retrieved
+    ev.cache["owens_picked"] = picked
+    predict_s = float(ex.manifest["splits"]["test"].get("seconds_per_clip", 0.0))
+    return Generated(spectrogram_target(audio, ev.cfg.audio), peak_normalize(audio),
+                     (time.time() - t0) / len(picked) + predict_s)
+
+
+def make_predicted_mu(ev: EvalInputs) -> Generated:
+    """Fig. 5b's fourth bar: "ours" conditioned on [mu predicted from nu, nu'] instead of the retrieved mu."""
+    from physdiff.artifacts import read_export
+    from physdiff.data.sidetable import read_side_table
+    from physdiff.errors import DataError
+    from physdiff.inference.conditioning import assemble_condition
+
+    synth = ev.synthesizer("ours")
+    ex = read_export(ev.runs["mu_regressor"], "mu_regressor")
+    if ex.manifest.get("diffusion_run") != synth.diffusion.run_dir.name:
+        raise DataError(f"the mu_regressor run {ev.runs['mu_regressor']} learned the mu of "
+                        f"{ex.manifest.get('diffusion_run')}, not of the evaluated {synth.diffusion.run_dir.name}")
+    mu = torch.from_numpy(read_side_table(ex.table("test")).lookup(ev.test.keys)["mu"]).float()  # (N, L)
+    t0 = time.time()
+    with torch.no_grad():
+        cond = assemble_condition(synth.diffusion, ev.visual(synth.cfg).to(synth.device), mu.to(synth.device))  # (N, C)
+    specs = synth.sample(cond, ev.cfg.sampling, progress=ev.progress)  # (N, 1, F, N): ours' sampling noise
+    audio = synth.to_audio(specs)  # (N, T)
+    return Generated(specs, audio, (time.time() - t0) / specs.shape[0])
+
+
 ROWS: dict[str, RowSpec] = {
     "nn_retrieval": RowSpec("nn_retrieval", _no_needs, make_nn_retrieval, "the nearest training recording by ν"),
     "modal": RowSpec("modal", _no_needs, make_modal, "eq. 4 from the retrieved modes"),
     "modal_residual": RowSpec("modal_residual", _prior_needs, make_modal_residual, "eqs. 4-6 from the retrieved priors"),
 }
-for _v in ("video", "video_label", "video_spec", "ours"):
+for _v in ("video", "video_label", "video_spec", "video_mfcc", "ours"):
     ROWS[_v] = RowSpec(_v, diffusion_needs(_v), make_diffusion(_v), f"the diffusion variant '{_v}'")
+for _s in ("convnet", "tts"):
+    ROWS[_s] = RowSpec(_s, run_needs(_s), make_regression(_s), f"the {_s} stage's regression from the video features")
+ROWS["owens_retrieval"] = RowSpec("owens_retrieval", run_needs("owens"), make_owens_retrieval,
+                                  "the training recording nearest by the cochleagram predicted from the frames")
+ROWS["predicted_mu"] = RowSpec("predicted_mu", _predicted_mu_needs, make_predicted_mu,
+                               "ours conditioned on mu regressed from nu (no retrieval)")
 
 
 def register_row(spec: RowSpec) -> None:

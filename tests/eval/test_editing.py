@@ -4,6 +4,7 @@ the residual gain scales the residual; before/after WAVs and the spectrogram fig
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -122,3 +123,187 @@ def test_edit_clip_writes_before_after_audio_and_spectrograms(tmp_path):
     with pytest.raises(ValueError, match="lo < hi"):
         EditSpec(mute_hz=(4000, 2000))
     assert math.isclose(EditSpec.from_dict(spec).to_dict()["mute_hz"][0][1], 4000.0)
+
+
+# ----------------------------------------------------------------------------- the measured effects (edit_study)
+
+
+def test_wilson_interval_matches_the_closed_form():
+    from physdiff.eval.edit_study import wilson_interval
+
+    lo, hi = wilson_interval(5, 10)  # p = 0.5, n = 10: 0.5 -+ 1.96 sqrt(0.025 + 0.0096) / 1.384
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = wilson_interval(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(0.1611, abs=1e-4)  # never below 0, and not 0 wide at k = 0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_nearest_of_material_searches_only_that_materials_clips():
+    from physdiff.eval.edit_study import follow_rate, nearest_of_material
+
+    keys = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [4.0, 4.0]])  # (4, 2) training nu
+    values = torch.arange(4.0)[:, None].repeat(1, 3)  # (4, 3): row i holds i
+    materials = torch.tensor([0, 1, 1, 0])
+    query = torch.tensor([[0.1, 0.0], [4.9, 5.0]])  # nearest overall: rows 0 and 2
+    v, rows = nearest_of_material(keys, values, materials, query, material=1)
+    assert rows.tolist() == [1, 2] and v[:, 0].tolist() == [1.0, 2.0]  # nearest among material 1 only
+    _v, rows = nearest_of_material(keys, values, materials, query, material=0)
+    assert rows.tolist() == [0, 3]
+    with pytest.raises(ValueError, match="no training clip of material 7"):
+        nearest_of_material(keys, values, materials, query, material=7)
+    r = follow_rate(torch.tensor([3, 3, 1, 3, 0]), torch.tensor([3, 0, 1, 2, 0]), target=3)
+    assert (r["clips"], r["followed"], r["rate"]) == (4, 2, 0.5)  # the clip already of material 3 is not counted
+
+
+def test_removing_low_modes_drops_the_energy_below_the_cutoff_and_keeps_the_rest():
+    from physdiff.eval.edit_study import audio_band_energies, level_change, spectrogram_band_energies
+    from physdiff.physics.spectral import spectrogram_target
+    from physdiff.config import resolve_config
+
+    freq = torch.tensor([[200.0, 350.0, 1500.0, 3000.0]], dtype=torch.float64)  # two modes below 500 Hz, two above
+    modes = Modes(freq, torch.tensor([[0.0, -6.0, -3.0, -10.0]], dtype=torch.float64),
+                  torch.tensor([[40.0, 60.0, 80.0, 120.0]], dtype=torch.float64))
+    none = torch.zeros(1, 0, dtype=torch.float64)
+    m, _g, _w = apply_edit(modes, none, none, EditSpec(mute_hz=[0, 500]), SR)
+    assert m.power[0].tolist() == [-80.0, -80.0, -3.0, -10.0]
+    before = resynthesize(modes, none, none, None, SR, T, normalize=False)  # (1, T)
+    after = resynthesize(m, none, none, None, SR, T, normalize=False)
+    lo0, hi0 = audio_band_energies(before, SR, 512, 128, 500.0)
+    lo1, hi1 = audio_band_energies(after, SR, 512, 128, 500.0)
+    below, above = level_change(lo0, lo1), level_change(hi0, hi1)
+    # What stays below the cutoff is the kept modes' own spread (their onset at t = 0 is broadband): the energy
+    # below 500 Hz of a resynthesis of the two kept modes alone, by linearity (muted modes sit at -80 dB)
+    kept = Modes(freq[:, 2:], modes.power[:, 2:], modes.decay[:, 2:])
+    lo_kept, hi_kept = audio_band_energies(resynthesize(kept, none, none, None, SR, T, normalize=False), SR, 512, 128, 500.0)
+    assert float(lo1 / lo_kept) == pytest.approx(1.0, rel=0.02) and below["mean_db"] < -30
+    assert abs(above["mean_db"]) < 0.05 and float(hi1 / hi_kept) == pytest.approx(1.0, rel=1e-3)  # untouched above
+    # The same measure on normalised log-magnitude spectrograms (what the diffusion model samples) agrees with it
+    a = resolve_config("tiny").audio  # 16 kHz, n_fft 512, hop 128: this test's grid
+    x = spectrogram_target(torch.cat([before, after]).float(), a)  # (2, 1, F, N) of peak-normalised clips
+    slo, shi = spectrogram_band_energies(x, a, 500.0)
+    share = lambda lo, hi: (lo / (lo + hi)).tolist()  # noqa: E731 (peak normalisation rescales both bands alike)
+    assert share(slo, shi) == pytest.approx(share(torch.cat([lo0, lo1]), torch.cat([hi0, hi1])), abs=1e-3)
+    ch = level_change(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.1, 0.01, 1.0]), reps=200)
+    assert ch["mean_db"] == pytest.approx(-10.0) and ch["median_db"] == pytest.approx(-10.0)
+    assert ch["ci_db"][0] <= ch["mean_db"] <= ch["ci_db"][1] and ch["min_db"] == pytest.approx(-20.0)
+
+
+# ----------------------------------------------------------------------------- the commands, on trained debug runs
+
+
+@pytest.fixture(scope="module")
+def trained(debug_data: dict) -> dict:
+    from tests.stages.trained_runs import train_upstream
+
+    return train_upstream(debug_data, ("ours",), classifier=True)
+
+
+def _edit(debug_data: dict, *args: str) -> int:
+    from physdiff.cli import edit
+    from tests.stages.trained_runs import overrides
+
+    return edit.main([*args, "--preset", "debug", *overrides(debug_data)])
+
+
+def _train_materials(debug_data: dict) -> dict[str, int]:
+    from physdiff.cli.edit_study import split_labels
+    from tests.stages.trained_runs import config
+
+    return split_labels(config(debug_data), "train")
+
+
+def test_fix_material_takes_the_priors_of_the_nearest_clip_of_that_material(debug_data: dict, trained: dict,
+                                                                            tmp_path) -> None:
+    from physdiff.artifacts import read_export
+    from physdiff.cli.edit import find_clip
+    from physdiff.data.labels import GREATEST_HITS_MATERIALS
+    from physdiff.data.sidetable import read_side_table
+    from tests.stages.trained_runs import config
+
+    cfg = config(debug_data)
+    labels = _train_materials(debug_data)
+    key = sorted(labels)[0]
+    target = next(m for m in sorted(set(labels.values())) if m != labels[key])
+    name = GREATEST_HITS_MATERIALS[target]
+    assert _edit(debug_data, "--clip", key, "--fix-material", name, "--steps", "2", "--out", str(tmp_path)) == 0
+    rec = json.loads((tmp_path / "edit.json").read_text())
+    fixed = rec["fix_material"]["clip"]
+    assert rec["fix_material"]["material"] == name and labels[fixed] == target
+    # the nearest by nu among that material's training clips (brute force over the video export)
+    vt = read_side_table(read_export(trained["video"], "video").table("train"))
+    nu = torch.from_numpy(vt.arrays["nu"]).float()
+    row = vt.keys.index(key)
+    cands = [i for i, k in enumerate(vt.keys) if labels[k] == target]
+    best = min(cands, key=lambda i: float((nu[i] - nu[row]).norm()))
+    assert fixed == vt.keys[best]
+    # the edited direct sound is the resynthesis of that clip's own priors
+    other, _ = find_clip(cfg, fixed)
+    m = torch.as_tensor(other["modes"]).float()
+    a, ph = cfg.audio, cfg.physics
+    w, g = torch.as_tensor(other["prior/weight"]).float(), torch.as_tensor(other["prior/gamma"]).float()
+    res = ResidualNoise(w.shape[1], a.sample_rate, a.num_samples, ph.residual_fmin, ph.residual_spacing, ph.residual_seed)
+    want = resynthesize(Modes(m[:, 0], m[:, 1], m[:, 2]), g, w, res, a.sample_rate, a.num_samples,
+                        normalize_modal=cfg.prior.normalize_modal)[0]
+    got, sr = sf.read(tmp_path / "direct_after.wav")
+    assert sr == a.sample_rate and np.allclose(got, want.numpy(), atol=1e-5)
+    assert rec["outputs"]["mu_shift"] > 0 and (tmp_path / "diffusion_after.wav").stat().st_size > 0
+    with pytest.raises(Exception, match="not a material"):
+        _edit(debug_data, "--clip", key, "--fix-material", "unobtainium", "--out", str(tmp_path / "x"))
+
+
+def test_remove_below_hz_mutes_the_low_modes(debug_data: dict, trained: dict, tmp_path) -> None:
+    from physdiff.cli.edit import find_clip
+    from physdiff.eval.edit_study import audio_band_energies
+    from tests.stages.trained_runs import config
+
+    cfg = config(debug_data)
+    key = sorted(_train_materials(debug_data))[0]
+    assert _edit(debug_data, "--clip", key, "--remove-below-hz", "1000", "--no-diffusion", "--out", str(tmp_path)) == 0
+    rec = json.loads((tmp_path / "edit.json").read_text())
+    assert rec["edit"]["mute_hz"] == [[0.0, 1000.0]]
+    a, ph = cfg.audio, cfg.physics
+    x = [torch.from_numpy(sf.read(tmp_path / f"direct_{n}.wav")[0])[None] for n in ("before", "after")]
+    (lo0, hi0), (lo1, hi1) = (audio_band_energies(v, a.sample_rate, a.n_fft, a.hop_length, 1000.0) for v in x)
+    assert float(lo1 / (lo1 + hi1)) < float(lo0 / (lo0 + hi0))  # both peak-normalised: the low share falls
+    # Oracle: the clip resynthesised *without* its modes <= 1 kHz and residual bands reaching below 1 kHz; what is
+    # left below the cutoff is the kept modes' and bands' own spread, and the muted ones add nothing to it
+    clip, _ = find_clip(cfg, key)
+    m = torch.as_tensor(clip["modes"]).double()
+    w, g = torch.as_tensor(clip["prior/weight"]).double(), torch.as_tensor(clip["prior/gamma"]).double()
+    edges = band_edges(w.shape[1], a.sample_rate, ph.residual_fmin, ph.residual_spacing)
+    kept = Modes(m[:, 0], torch.where(m[:, 0] <= 1000.0, torch.full_like(m[:, 1], -400.0), m[:, 1]), m[:, 2])
+    w_kept = torch.where((edges[:-1] < 1000.0)[None], torch.zeros_like(w), w)
+    res = ResidualNoise(w.shape[1], a.sample_rate, a.num_samples, ph.residual_fmin, ph.residual_spacing,
+                        ph.residual_seed).double()
+    want = resynthesize(kept, g, w_kept, res, a.sample_rate, a.num_samples, normalize_modal=cfg.prior.normalize_modal)
+    lo_w, hi_w = audio_band_energies(want, a.sample_rate, a.n_fft, a.hop_length, 1000.0)
+    assert float(lo1) == pytest.approx(float(lo_w), rel=0.02) and float(hi1) == pytest.approx(float(hi_w), rel=0.02)
+
+
+@pytest.mark.timeout(600)
+def test_edit_study_measures_both_edits_over_the_test_clips(debug_data: dict, trained: dict, tmp_path) -> None:
+    from physdiff.data.labels import GREATEST_HITS_MATERIALS
+
+    assert _edit(debug_data, "--study", "--fix-material", "all", "--remove-below-hz", "1000", "--steps", "2",
+                 "--out", str(tmp_path)) == 0
+    study = json.loads((tmp_path / "study.json").read_text())
+    labels = _train_materials(debug_data)
+    fm = study["fix_material"]
+    # one row per material with training clips (the others have no priors to take), in the label order
+    assert [r["material"] for r in fm["rows"]] == [GREATEST_HITS_MATERIALS[m] for m in sorted(set(labels.values()))]
+    for r in fm["rows"]:
+        assert r["training_clips"] == sum(1 for v in labels.values() if GREATEST_HITS_MATERIALS[v] == r["material"])
+        for when in ("after", "before"):
+            x = r[when]
+            assert x["rate"] == x["followed"] / x["clips"] and x["ci"][0] <= x["rate"] <= x["ci"][1]
+    assert fm["pooled"]["after"]["clips"] == sum(r["after"]["clips"] for r in fm["rows"])
+    rl = study["remove_low"]
+    assert rl["cutoff_hz"] == 1000.0 and rl["clips"] == study["clips"] and rl["muted_modes_per_clip"] > 0
+    d = rl["direct"]
+    # The low band loses its modes; what stays there is the kept (heavily damped, so broad) modes' spread, which
+    # on the debug world holds most of it (test_remove_below_hz_mutes_the_low_modes checks that against an oracle)
+    assert d["below"]["ci_db"][1] < 0
+    assert abs(d["above"]["mean_db"]) < 0.5  # above: kept, apart from residual bands that straddle the cutoff
+    assert all(k in rl["diffusion"] for k in ("below", "above", "share_below_before", "share_below_after"))
+    md = (tmp_path / "study.md").read_text()
+    assert "Fix the physics priors to another material" in md and "Remove low-frequency modes (below 1000 Hz)" in md
