@@ -444,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="the CPU smoke test: one timed step per row, batch 2 (largest-batch search to 4), a 2-video world")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--flops-only", action="store_true",
+                    help="only the model FLOPs per training sample of each stage (one step at batch 1; fine on a CPU)")
     ap.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     args = ap.parse_args(argv)
     # per-measurement effort and rough costs (seconds) the budget checks against
@@ -467,19 +469,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench/gpu.py: preset {args.preset} on {name}; torch {torch.__version__}; budget {args.budget:.0f} s; "
           f"train.deterministic={cfg.train.deterministic}", flush=True)
 
-    # 1. the card's matmul rate
+    # 1. the card's matmul rate, and the model FLOPs of one training sample of each stage (any dtype)
     rate = matmul_rate(device, 8192 if device.type == "cuda" else 256)
     tab.add("device", "bf16 matmul rate", rate / 1e12, "TFLOP/s", f"{8192 if device.type == 'cuda' else 256}^3, measured; MFU's denominator")
-
-    # 2. diffusion training: eager fp32 / bf16, memory, largest batch
-    drec = diffusion_recipe(cfg)
+    drec, prec, vrec = diffusion_recipe(cfg), PriorRecipe(), VideoRecipe()
     nu = drec.nu_dim
     dbatch = lambda b: clip_batch(cfg, b, device, nu)  # noqa: E731
-    ref = Trainer(drec, cfg, device, "fp32")
-    flops = ref.step_flops(dbatch(1))  # per sample per step; the same in any dtype
-    tab.add("diffusion", "model FLOPs per training sample", flops / 1e9, "GFLOP",
-            "FlopCounterMode, one step at batch 1: matmuls + convolutions, forward + backward")
-    mfu = (flops, rate)
+    flops = {}
+    for sec, rec, fn in (("diffusion", drec, dbatch), ("prior", prec, lambda b: clip_batch(cfg, b, device)),
+                         ("video", vrec, lambda b: frame_batch(cfg, b, device))):
+        flops[sec] = Trainer(rec, cfg, device, "fp32").step_flops(fn(1))
+        tab.add(sec, "model FLOPs per training sample", flops[sec] / 1e9, "GFLOP",
+                "FlopCounterMode, one step at batch 1: matmuls + convolutions, forward + backward")
+    if args.flops_only:
+        print(tab.markdown())
+        return 0
+
+    # 2. diffusion training: eager fp32 / bf16, memory, largest batch
+    mfu = (flops["diffusion"], rate)
     eager = train_rows(tab, "diffusion", lambda dt: Trainer(drec, cfg, device, dt), dbatch, args, device, budget,
                        ("fp32", "bf16"), mfu=mfu)
     if cfg.train.deterministic:  # what train.deterministic=true costs
@@ -487,17 +494,15 @@ def main(argv: list[str] | None = None) -> int:
         train_rows(tab, "diffusion", lambda dt: Trainer(drec, cfg, device, dt), dbatch, args, device, budget,
                    ("bf16",), label="eager, deterministic off", mfu=mfu)
         torch.use_deterministic_algorithms(True, warn_only=True)
-    model = eager["fp32"].model if "fp32" in eager else ref.model  # sampling runs the fp32 eager model
-    del eager, ref
+    model = eager["fp32"].model if "fp32" in eager else Trainer(drec, cfg, device, "fp32").model  # sampling: fp32 eager
+    del eager
     largest_rows(tab, "diffusion", lambda dt: Trainer(drec, cfg, device, dt), dbatch, args, device, budget, ("fp32", "bf16"))
 
     # 3. prior and video stages
-    prec = PriorRecipe()
     train_rows(tab, "prior", lambda dt: Trainer(prec, cfg, device, dt), lambda b: clip_batch(cfg, b, device), args, device,
-               budget, ("fp32", "bf16"))
-    vrec = VideoRecipe()
+               budget, ("fp32", "bf16"), mfu=(flops["prior"], rate))
     train_rows(tab, "video", lambda dt: Trainer(vrec, cfg, device, dt), lambda b: frame_batch(cfg, b, device), args,
-               device, budget, ("fp32", "bf16"))
+               device, budget, ("fp32", "bf16"), mfu=(flops["video"], rate))
 
     # 4. sampling and Griffin-Lim (the fp32 eager diffusion model)
     sampling_rows(tab, cfg, model, device, args, budget)

@@ -108,6 +108,64 @@ def rule_rows(counts: list[int], batch: int, label: str) -> list[dict[str, Any]]
     return rows
 
 
+def checkpoint_costs(base: Path, preset: str = "paper") -> list[dict[str, Any]]:
+    """Size and write time of one engine checkpoint and one export of every training stage at ``preset``.
+
+    The state is what ``physdiff.training.trainer`` saves (model, AdamW after a step, so both moment buffers
+    exist, scheduler, RNG of one rank, meta.json), written by ``physdiff.training.checkpoint`` (torch.save,
+    fsync, rename) into ``base``; the export is ``export/model.safetensors`` (the weights alone).
+    """
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from physdiff.config import resolve_config
+    from physdiff.stages import get_recipe
+    from physdiff.training import checkpoint as ck
+
+    cfg = resolve_config(preset)
+    rows = []
+    for stage in ("prior", "video", "classifier", "diffusion"):
+        rec = get_recipe(stage)
+        if stage == "diffusion":
+            from physdiff.models.video import video_feature_dim
+
+            rec.nu_dim = video_feature_dim(cfg.video)
+        model = rec.build_model(cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        for q in model.parameters():
+            q.grad = torch.zeros_like(q)
+        opt.step()  # the moment buffers exist, as in any checkpoint after step 1
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.95)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "ema": {}, "scaler": {}}
+        folder = base / "checkpoint-bench" / stage
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        t0 = time.perf_counter()
+        tmp = ck.tmp_dir_for(folder, 1, "bench")
+        ck.write_rank_rng(tmp, 0)
+        final = ck.finalize(tmp, folder, 1, state, {"step": 1, "config": cfg.to_dict()}, keep=1)
+        dt = time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in final.iterdir())
+        t0 = time.perf_counter()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+        et = time.perf_counter() - t0
+        params = sum(q.numel() for q in model.parameters())
+        rows.append({"stage": stage, "params": params, "checkpoint_bytes": size, "checkpoint_s": dt,
+                     "export_bytes": (folder / "model.safetensors").stat().st_size, "export_s": et})
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def print_checkpoints(rows: list[dict[str, Any]]) -> None:
+    print("\n| stage (paper) | params | checkpoint | write s (this disk) | export weights |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['stage']} | {r['params'] / 1e6:.2f} M | {r['checkpoint_bytes'] / 1e6:.0f} MB | {r['checkpoint_s']:.2f} | "
+              f"{r['export_bytes'] / 1e6:.0f} MB |")
+
+
 def _load_bench_shards() -> Any:
     spec = importlib.util.spec_from_file_location("bench_shards", REPO / "bench" / "shards.py")
     mod = importlib.util.module_from_spec(spec)
@@ -131,12 +189,16 @@ def main() -> None:
     ap.add_argument("--no-read", action="store_true", help="skip the read measurements")
     ap.add_argument("--data", type=Path, default=None, help="where the world and shards go (default: <data>/scale)")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    ap.add_argument("--checkpoints-only", action="store_true", help="only the checkpoint sizes and write times")
     args = ap.parse_args()
 
     from physdiff.paths import data_root
 
     base = (args.data or data_root() / "scale").resolve()
     base.mkdir(parents=True, exist_ok=True)
+    if args.checkpoints_only:
+        print_checkpoints(checkpoint_costs(base))
+        return
     world, shards = base / "world", base / "shards"
     videos = math.ceil(args.clips / (args.hits_per_video * PAPER_SHARE))
     py = [sys.executable, "-m", "physdiff"]
@@ -187,6 +249,7 @@ def main() -> None:
                 wall, cpu, n = bs.read_rate(shards, frames, w, args.batch, clips, "shard")
                 reads.append({"frames": frames, "workers": w, "clips_per_s": wall, "clips_per_cpu_s": cpu, "clips": n})
     out["read"] = reads
+    out["checkpoints"] = checkpoint_costs(base)
     out["load_avg_end"] = os.getloadavg()
 
     # ------------------------------------------------------------------ the table
@@ -215,6 +278,7 @@ def main() -> None:
         used = f"{r['used']:.1%}" if r["split_batches"] else "cannot split: " + r.get("error", "")[:60]
         print(f"| {r['shards']} | {r['nodes']} x 8 | {r['workers']} | {r['num_shards']} | {r['shards_per_reader']:.2f} | "
               f"{r['split_batches']} ({r['resample_batches']}) | {used} |")
+    print_checkpoints(out["checkpoints"])
     if args.json:
         from physdiff.fileio import atomic_write_text
 

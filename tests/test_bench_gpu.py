@@ -24,7 +24,7 @@ SCRIPT = REPO / "bench" / "gpu.py"
 # (section, the start of the measurement's name): every row the paper run reports
 EXPECTED = [
     ("device", "bf16 matmul rate"),
-    ("diffusion", "model FLOPs per training sample"),
+    ("diffusion", "model FLOPs per training sample"), ("prior", "model FLOPs"), ("video", "model FLOPs"),
     ("diffusion", "train samples/s, fp32, eager"), ("diffusion", "train samples/s, bf16, eager, batch"),
     ("diffusion", "train samples/s, bf16, eager, deterministic off"),
     ("diffusion", "peak memory, fp32, eager"), ("diffusion", "peak memory, bf16, eager"),
