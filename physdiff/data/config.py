@@ -57,6 +57,9 @@ class LoaderConfig:
     # where the 22 JPEG frames of a clip are decoded: "cpu" (loader workers) or "gpu" (nvjpeg, in the training
     # process: the loader hands over the JPEG bytes)
     frame_decode: str = nonsemantic("cpu")
+    # how training ranks get their shards: "resample" (every rank draws from all shards with replacement) or
+    # "split" (each rank and loader worker owns a fixed share, read once per epoch; physdiff.data.reader.plan_split)
+    train_shards: str = "resample"
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"shuffle_buffer": 64},
@@ -70,3 +73,5 @@ class LoaderConfig:
             raise ConfigError(f"loader.frame_decode must be cpu or gpu, got {self.frame_decode!r}")
         at_least("loader", self, 1, "batch_size", "shuffle_buffer")
         at_least("loader", self, 0, "num_workers")
+        if self.train_shards not in ("resample", "split"):
+            raise ConfigError(f"loader.train_shards must be resample or split, got {self.train_shards!r}")

@@ -10,7 +10,8 @@
     loader.skipped                # corrupt shards / samples skipped (skip_corrupt=True)
 
 Sharding (what webdataset's ``split_by_node`` + ``split_by_worker`` do, with the rank taken
-explicitly): rank r of R and loader worker w of W read shards ``shards[r::R][w::W]``.
+explicitly): in eval mode rank r of R and loader worker w of W read shards ``shards[r::R][w::W]``; in
+train mode every rank resamples all shards, or (``train_shards="split"``) owns a balanced share.
 Rank and world size come from ``torch.distributed`` when it is initialised (else 0 / 1), or from
 the ``rank`` / ``world_size`` arguments.
 
@@ -19,6 +20,14 @@ Modes:
   by (seed, epoch, rank, worker), shuffles samples in a buffer with the same RNG, and stops after a
   fixed number of batches, so every rank yields exactly ``batches_per_epoch`` batches and no DDP
   rank ever waits on another. Default ``batches_per_epoch``: samples // (batch_size * world_size).
+- ``train`` with ``train_shards="split"`` (webdataset's ``split_by_node`` for training): the shards are
+  partitioned once, by clip count, across ranks and then across each rank's loader workers
+  (:func:`plan_split`: seeded, balanced, the same on every rank); every epoch each (rank, worker) reads
+  each of its own shards exactly once, in an order seeded by (seed, epoch, rank, worker), through the
+  same shuffle buffer. No shard is read by two ranks and none twice in an epoch. Batches per epoch are
+  the smallest rank's whole batches (:func:`train_batches_per_epoch`), identical on every rank; the
+  clips that do not fill a batch on a (rank, worker) wait for no one and are left out of that epoch.
+  Needs at least one batch of clips per rank: shard count and size follow docs/scaling.md.
 - ``eval``: shards are split across ranks and workers, read in order once: every sample exactly once
   across all ranks and workers (ranks may get different batch counts; the last batch may be short).
 
@@ -111,6 +120,96 @@ def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
 
 VERIFY_MODES = ("shard", "stream", "off")
 FRAME_MODES = (False, True, "jpeg")
+TRAIN_SHARDS = ("resample", "split")
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Which shards every (rank, loader worker) reads in ``train_shards="split"`` mode, and how much.
+
+    ``shards[r][w]``: indices into the split's non-empty shards (manifest order) read by worker ``w`` of
+    rank ``r``; ``quotas[r][w]``: the batches it yields per epoch; ``batches``: per rank per epoch (the
+    sum of a rank's quotas, equal on every rank).
+    """
+
+    shards: tuple[tuple[tuple[int, ...], ...], ...]
+    quotas: tuple[tuple[int, ...], ...]
+    batches: int
+    clips: int  # clips in the split
+    clips_per_epoch: int  # clips used per epoch over all ranks: batches x batch_size x world_size
+
+    def rank_shards(self, rank: int) -> list[int]:
+        return sorted(i for w in self.shards[rank] for i in w)
+
+
+def _balanced(items: list[int], counts: list[int], bins: int) -> list[list[int]]:
+    """Greedy longest-first partition of ``items`` into ``bins`` by summed count (ties: the lower bin)."""
+    out: list[list[int]] = [[] for _ in range(bins)]
+    load = [0] * bins
+    for i in sorted(items, key=lambda i: -counts[i]):  # stable: equal counts keep the given (seeded) order
+        b = min(range(bins), key=lambda k: (load[k], len(out[k]), k))
+        out[b].append(i)
+        load[b] += counts[i]
+    return out
+
+
+def plan_split(counts: list[int], batch_size: int, world_size: int, num_workers: int, seed: int,
+               batches: int | None = None, where: str = "the training split") -> SplitPlan:
+    """Partition shards (``counts``: clips per shard) over ranks, then over each rank's workers.
+
+        plan = plan_split([64] * 156 + [16], batch_size=16, world_size=8, num_workers=4, seed=0)
+        plan.batches          # 76: the smallest rank's whole batches (its workers' floors summed)
+        plan.rank_shards(3)   # the shards rank 3 reads, every epoch, each once
+
+    The shard order is shuffled by ``seed`` first (so a partial last shard, or the videos' order, does not
+    always land on rank 0), then assigned longest-first to the least-loaded rank: rank totals differ by at
+    most one shard's clips. ``batches`` (``train.batches_per_epoch``) must not exceed what the smallest
+    rank holds; ``None`` takes all of it. A DataError names ``where`` when a rank would get no batch.
+    """
+    order = list(range(len(counts)))
+    random.Random(stream_seed(seed, -1, -1, -1)).shuffle(order)
+    workers = max(1, num_workers)
+    per_rank = _balanced(order, counts, world_size)
+    shards = tuple(tuple(tuple(w) for w in _balanced(r, counts, workers)) for r in per_rank)
+    caps = [[sum(counts[i] for i in w) // batch_size for w in r] for r in shards]
+    most = min(sum(c) for c in caps)
+    if most < 1:
+        raise DataError(
+            f"{where}: {len(counts)} shard(s), {sum(counts)} clips cannot give each of {world_size} rank(s) x "
+            f"{workers} loader worker(s) one batch of {batch_size} with loader.train_shards=split; use more, "
+            "smaller shards (shards.samples_per_shard, docs/scaling.md) or loader.train_shards=resample")
+    if batches is None:
+        batches = most
+    elif batches > most:
+        raise DataError(f"{where}: train.batches_per_epoch={batches} but with loader.train_shards=split the "
+                        f"smallest of {world_size} rank(s) holds {most} batch(es) of {batch_size} per epoch")
+    quotas = []
+    for cap in caps:  # deal the rank's batches to its workers in turn, skipping a full one
+        q, w = [0] * workers, 0
+        for _ in range(batches):
+            while q[w] >= cap[w]:
+                w = (w + 1) % workers
+            q[w] += 1
+            w = (w + 1) % workers
+        quotas.append(tuple(q))
+    return SplitPlan(shards, tuple(quotas), batches, sum(counts), batches * batch_size * world_size)
+
+
+def _train_counts(manifest: dict[str, Any]) -> list[int]:
+    return [int(s["count"]) for s in manifest["shards"] if s["count"] > 0]
+
+
+def train_batches_per_epoch(manifest: dict[str, Any], batch_size: int, world_size: int, *, train_shards: str = "resample",
+                            num_workers: int = 0, seed: int = 0, requested: int = 0, where: str = "the training split") -> int:
+    """Batches each rank yields per epoch in train mode (what the engine loops over).
+
+    ``requested`` > 0 (``train.batches_per_epoch``) is taken as it is (``split``: checked against the smallest
+    rank); else ``resample``: clips // (batch x ranks), ``split``: the smallest rank's whole batches.
+    """
+    if train_shards == "split":
+        return plan_split(_train_counts(manifest), batch_size, world_size, num_workers, seed,
+                          requested or None, where).batches
+    return requested if requested > 0 else max(1, int(manifest["num_samples"]) // (batch_size * world_size))
 
 
 @dataclass
@@ -132,6 +231,7 @@ class _Spec:
     tables: dict[str, SideTable] = field(default_factory=dict)
     verify: str = "shard"
     digests: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # url -> (sha256, bytes)
+    split: SplitPlan | None = None  # train_shards="split": who reads which shard
 
 
 class _HashingReader:
@@ -300,9 +400,12 @@ class _ShardStream(IterableDataset):
             raise _ShardMismatch(f"{e}; {fate}") from None
         yield from held
 
-    def _samples(self, urls: Iterator[str], skips: list[str]) -> Iterator[dict[str, Any]]:
+    def _samples(self, urls: Iterator[str], skips: list[str], pool: int = 0, bad: set[str] | None = None
+                 ) -> Iterator[dict[str, Any]]:
+        """Samples of ``urls`` in turn; a corrupt shard raises, or (skip_corrupt) is skipped and never read again
+        (``bad``); when all ``pool`` shards a train reader can draw are bad, nothing is left to train on."""
         sp = self.spec
-        bad: set[str] = set()
+        bad = set() if bad is None else bad
         for url in urls:
             if url in bad:
                 continue
@@ -316,8 +419,35 @@ class _ShardStream(IterableDataset):
                     raise DataError(msg) from e
                 skips.append(f"shard: {msg}")
                 bad.add(url)  # resampling would draw it again: read it at most once
-                if sp.mode == "train" and len(bad) == len(sp.urls):
-                    raise DataError(f"every shard is corrupt ({len(bad)} shards, first {sorted(bad)[0]})") from e
+                if pool and len(bad) == pool:
+                    raise DataError(f"every shard {'' if sp.split is None else 'of this reader '}is corrupt "
+                                    f"({len(bad)} shards, first {sorted(bad)[0]})") from e
+
+    def _own_passes(self, rng: random.Random, worker: int, skips: list[str]) -> Iterator[dict[str, Any]]:
+        """Split mode: this (rank, worker)'s own shards, each read once per pass, each pass shuffled on its own.
+
+        One pass holds the quota (plan_split counts whole batches of the manifest's clips); the shuffle
+        buffer drains before a second pass starts, and a second pass starts only when skipped (corrupt)
+        clips left the reader short: said as a notice, like a skip.
+        """
+        from webdataset.filters import _shuffle
+
+        sp = self.spec
+        assert sp.split is not None
+        own = [sp.urls[i] for i in sp.split.shards[sp.rank][worker]]
+        bad: set[str] = set()
+        for n in range(1 << 30):
+            if n:
+                skips.append(f"re-reading the {len(own)} shard(s) of rank {sp.rank} worker {worker} (pass {n + 1}): "
+                             "skipped clips left it short of its batches for this epoch")
+            got = 0
+            urls = iter(rng.sample(own, len(own)))
+            for item in _shuffle(self._samples(urls, skips, len(own), bad), bufsize=sp.shuffle_buffer,
+                                 initial=sp.shuffle_buffer, rng=rng):
+                got += 1
+                yield item
+            if not got:
+                raise DataError(f"rank {sp.rank} worker {worker}: its {len(own)} shard(s) hold no readable clip")
 
     def _fill(self, samples: Iterator[dict[str, Any]], skips: list[str]) -> tuple[list[dict[str, Any]], torch.Tensor | None]:
         """The next batch: up to batch_size samples, frames decoded into one (B, F, H, W, 3) buffer.
@@ -354,13 +484,19 @@ class _ShardStream(IterableDataset):
         info = get_worker_info()
         worker, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
         rng = random.Random(stream_seed(sp.seed, sp.epoch, sp.rank, worker))
-        samples = self._samples(self._urls(rng, worker, nworkers), skips)
-        if sp.mode == "train":
+        if sp.mode == "train" and sp.split is not None:
+            if nworkers != len(sp.split.quotas[sp.rank]):
+                raise RuntimeError(f"split plan made for {len(sp.split.quotas[sp.rank])} workers, run by {nworkers}")
+            samples = self._own_passes(rng, worker, skips)
+            quota: int | None = sp.split.quotas[sp.rank][worker]
+        elif sp.mode == "train":
             from webdataset.filters import _shuffle
 
+            samples = self._samples(self._urls(rng, worker, nworkers), skips, len(sp.urls))
             samples = _shuffle(samples, bufsize=sp.shuffle_buffer, initial=sp.shuffle_buffer, rng=rng)
             quota = sp.batches // nworkers + (1 if worker < sp.batches % nworkers else 0)
         else:
+            samples = self._samples(self._urls(rng, worker, nworkers), skips)
             quota = None
         made = 0
         while quota is None or made < quota:
@@ -405,6 +541,18 @@ class ShardLoader:
     def skip_count(self) -> int:
         return len(self.skipped)
 
+    @property
+    def split_plan(self) -> SplitPlan | None:
+        """``train_shards="split"``: which shards every (rank, worker) reads (else None)."""
+        return self.spec.split
+
+    def shard_names(self) -> list[str]:
+        """Split mode: the manifest names of the shards this rank reads every epoch."""
+        if self.spec.split is None:
+            raise TypeError("only a train loader with train_shards='split' owns a fixed set of shards")
+        shards = [s["name"] for s in self.manifest["shards"] if s["count"] > 0]
+        return [shards[i] for i in self.spec.split.rank_shards(self.spec.rank)]
+
     def set_epoch(self, epoch: int) -> None:
         """Reseed for another epoch (train mode draws other shards and another shuffle)."""
         self.spec.epoch = epoch
@@ -447,9 +595,11 @@ def make_loader(
     rank: int | None = None,
     world_size: int | None = None,
     verify: str = "shard",
+    train_shards: str = "resample",
 ) -> ShardLoader:
     """The batch stream of ``<shard_root>/<split>`` for this rank (see the module docstring for modes,
-    ``frames`` = False / True / "jpeg" and ``verify`` = "shard" / "stream" / "off")."""
+    ``frames`` = False / True / "jpeg", ``verify`` = "shard" / "stream" / "off" and, in train mode,
+    ``train_shards`` = "resample" / "split")."""
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     if batch_size < 1:
@@ -458,6 +608,8 @@ def make_loader(
         raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be False, True or 'jpeg', got {frames!r}")
+    if train_shards not in TRAIN_SHARDS:
+        raise ValueError(f"train_shards must be one of {TRAIN_SHARDS}, got {train_shards!r}")
     manifest = load_manifest(shard_root, split)
     root = Path(shard_root)
     shards = [s for s in manifest["shards"] if s["count"] > 0]
@@ -468,13 +620,19 @@ def make_loader(
     rank = r if rank is None else rank
     world_size = w if world_size is None else world_size
     n = int(manifest["num_samples"])
+    plan = None
     if mode == "train":
         if not urls:
             raise DataError(f"split {split} under {shard_root} holds no samples")
-        batches = batches_per_epoch if batches_per_epoch is not None else max(1, n // (batch_size * world_size))
+        if train_shards == "split":
+            plan = plan_split([s["count"] for s in shards], batch_size, world_size, num_workers, seed,
+                              batches_per_epoch, where=f"split {split} under {shard_root}")
+            batches = plan.batches
+        else:
+            batches = batches_per_epoch if batches_per_epoch is not None else max(1, n // (batch_size * world_size))
     else:
         batches = 0
     tables = {name: t if isinstance(t, SideTable) else read_side_table(t) for name, t in (side_tables or {}).items()}
     spec = _Spec(urls, mode, batch_size, frames, seed, epoch, rank, world_size, batches, shuffle_buffer,
-                 skip_corrupt, int(manifest["sample"]["num_samples"]), tables, verify, digests)
+                 skip_corrupt, int(manifest["sample"]["num_samples"]), tables, verify, digests, plan)
     return ShardLoader(spec, num_workers, manifest)

@@ -23,6 +23,7 @@ class ShardRecipe(Recipe):
     def __init__(self) -> None:
         self.shard_root: Path | None = None
         self.num_train = 0
+        self.train_manifest: dict[str, Any] = {}
 
     def setup(self, cfg: Any, rank: int, world_size: int) -> None:
         from physdiff.data.reader import load_manifest
@@ -31,6 +32,7 @@ class ShardRecipe(Recipe):
         self.shard_root = shards_dir(cfg)
         man = load_manifest(self.shard_root, "train")  # DataError naming the file when missing
         self.num_train = int(man["num_samples"])
+        self.train_manifest = man
         self.check_shards(man, cfg)
 
     def check_shards(self, manifest: dict[str, Any], cfg: Any) -> None:
@@ -47,9 +49,12 @@ class ShardRecipe(Recipe):
         return None
 
     def num_train_batches(self, cfg: Any, world_size: int) -> int:
-        if cfg.train.batches_per_epoch > 0:
-            return cfg.train.batches_per_epoch
-        return max(1, self.num_train // (cfg.loader.batch_size * world_size))
+        from physdiff.data.reader import train_batches_per_epoch
+
+        return train_batches_per_epoch(self.train_manifest, cfg.loader.batch_size, world_size,
+                                       train_shards=cfg.loader.train_shards, num_workers=cfg.loader.num_workers,
+                                       seed=cfg.seed, requested=cfg.train.batches_per_epoch,
+                                       where=f"the training split of {self.shard_root}")
 
     def loader(self, cfg: Any, split: str, mode: str = "eval", epoch: int = 0, rank: int | None = 0,
                world_size: int | None = 1, batches: int | None = None) -> Any:
@@ -64,6 +69,7 @@ class ShardRecipe(Recipe):
             epoch=epoch, num_workers=cfg.loader.num_workers, batches_per_epoch=batches,
             shuffle_buffer=cfg.loader.shuffle_buffer, skip_corrupt=cfg.loader.skip_corrupt,
             side_tables=self.side_tables(split), rank=rank, world_size=world_size, verify=cfg.loader.verify_shards,
+            train_shards=cfg.loader.train_shards,
         )
 
     def export(self, model: Any, cfg: Any, out: Any) -> None:
