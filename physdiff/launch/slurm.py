@@ -73,9 +73,11 @@ def job_folder(cfg: Any, name: str) -> Path:
     return cfg.paths.root() / "jobs" / name
 
 
-def _executor(folder: Path, params: dict[str, Any]) -> Any:
-    import submitit
+def _executor(folder: Path, params: dict[str, Any], feature: str = "physdiff launch on SLURM") -> Any:
+    # Every submission, job array and sbatch script comes through here: one place names the extra.
+    from physdiff.extras import require
 
+    submitit = require("submitit", extra="cluster", feature=feature)
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
     ex.update_parameters(**params)
     return ex
@@ -83,7 +85,7 @@ def _executor(folder: Path, params: dict[str, Any]) -> Any:
 
 def array_executor(folder: Path, params: dict[str, Any]) -> Any:
     """A submitit executor for job arrays (``map_array``), e.g. the shard build's one task per group of videos."""
-    return _executor(folder, params)
+    return _executor(folder, params, feature="physdiff shards --slurm")
 
 
 def submit(fn: Callable[..., Any], folder: Path, params: dict[str, Any], *args: Any) -> Any:
