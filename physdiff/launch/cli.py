@@ -272,6 +272,10 @@ def launch(argv: list[str] | None = None) -> Launch:
         raise PhysdiffError("--procs and --nodes must be >= 1 and --gpus >= 0")
     cfg = resolve(args)
     where = _where(args)
+    if where == "slurm":  # [extras] before any run folder or MLflow run exists: one line naming the extra
+        from physdiff.extras import require
+
+        require("submitit", extra="cluster", feature="physdiff launch on SLURM")
     if args.stage == "all":
         if args.dry_run:
             pipeline.print_chain(args, cfg, slurm=where == "slurm")
@@ -318,7 +322,12 @@ def print_outcome(cfg: Any) -> None:
         print(f"generated:  {gen}  (per test video: WAVs, soundtrack.wav, *_generated.mp4, comparison.png)")
     uri = default_tracking_uri(cfg)
     if uri.startswith("sqlite:"):
-        print(f"MLflow UI:  {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+        from physdiff.extras import has_distribution, install_command
+
+        ui = f"{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+        if not has_distribution("mlflow"):  # [extras] the core tracks with mlflow-skinny, which has no UI server
+            ui += f"  (the UI is the 'server' extra: {install_command('server')})"
+        print(f"MLflow UI:  {ui}")
     else:
         print(f"MLflow:     {uri}")
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from physdiff.errors import PhysdiffError, run_cli
+from physdiff.extras import require_distribution
 from physdiff.fileio import atomic_write_json
 from physdiff.paths import data_root
 
@@ -181,6 +182,8 @@ def start_server(
     ``port=0`` picks a free port. Empty ``backend_store_uri`` / ``artifacts_destination`` mean the
     data folder's SQLite store and artifact folder (the trainers' embedded default).
     """
+    # [extras] the core's mlflow-skinny tracks into SQLite but cannot serve: the server is the 'server' extra.
+    require_distribution("mlflow", extra="server", feature="physdiff mlflow start (the MLflow tracking server)")
     state_dir = Path(state_dir)
     check_address(host, port)
     if workers < 1:
@@ -204,7 +207,7 @@ def start_server(
         Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if mlflow_bin is None:
-        raise PhysdiffError("the `mlflow` command is not installed in this environment (pip install mlflow)")
+        raise PhysdiffError("the `mlflow` command is not installed in this environment (pip install 'physdiff[server]')")
     bind_host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
     # uvicorn reports a taken port in its log and then exits 0: check first, and say so plainly.
     if port and port_in_use(host, port):

@@ -103,9 +103,12 @@ def private_job_folder(folder: Path) -> Path:
     return folder
 
 
-def _executor(folder: Path, params: dict[str, Any], *, submitting: bool = True) -> Any:
-    import submitit
+def _executor(folder: Path, params: dict[str, Any], *, submitting: bool = True,
+              feature: str = "physdiff launch on SLURM") -> Any:
+    # Every submission, job array and sbatch script comes through here: one place names the extra.
+    from physdiff.extras import require
 
+    submitit = require("submitit", extra="cluster", feature=feature)
     if submitting:
         private_job_folder(folder)
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
@@ -115,7 +118,7 @@ def _executor(folder: Path, params: dict[str, Any], *, submitting: bool = True) 
 
 def array_executor(folder: Path, params: dict[str, Any]) -> Any:
     """A submitit executor for job arrays (``map_array``), e.g. the shard build's one task per group of videos."""
-    return _executor(folder, params)
+    return _executor(folder, params, feature="physdiff shards --slurm")
 
 
 def submit(fn: Callable[..., Any], folder: Path, params: dict[str, Any], *args: Any) -> Any:

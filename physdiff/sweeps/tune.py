@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from physdiff.extras import require
+
+# [extras] Ray Tune is the 'sweeps' extra; the studies import this module first, so a missing Ray is one line.
+require("ray.tune", extra="sweeps", feature="physdiff sweep (Ray Tune)")
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 # Fail fast against a dead tracking server instead of MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
