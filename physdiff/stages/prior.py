@@ -128,6 +128,23 @@ class PriorRecipe(ShardRecipe):
         return {"val/mrstft_modal": tot_modal / n, "val/mrstft_full": tot_full / n,
                 "val/residual_gain": (tot_modal - tot_full) / n, "val/clips": float(n)}
 
+    @torch.no_grad()
+    def clip_losses(self, model: nn.Module, cfg: Any, split: str) -> dict[str, tuple[float, float]]:
+        """Per clip of ``split``: (MR-STFT of modal alone, of modal + residual) against the recording.
+
+        The final report's scoring of a selected prior (``physdiff.sweeps.residual_dims.score_selected``
+        calls it with ``test``); per clip, so a caller can bootstrap over clips or keep a subset.
+        """
+        device = next(model.parameters()).device
+        _, mrstft = self._parts(cfg, device)
+        out_losses: dict[str, tuple[float, float]] = {}
+        for batch in self.loader(cfg, split, "eval", rank=0, world_size=1):
+            out = self.forward(model, batch, cfg)
+            for j, key in enumerate(batch["key"]):
+                t = out["target"][j : j + 1]  # (1, T)
+                out_losses[key] = (float(mrstft(out["modal"][j : j + 1], t)), float(mrstft(out["full"][j : j + 1], t)))
+        return out_losses
+
     # ------------------------------------------------------------------ export
     def export(self, model: nn.Module, cfg: Any, out: Any) -> None:
         """(w, gamma) of every clip of every split as side tables."""

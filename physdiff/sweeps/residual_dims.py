@@ -26,6 +26,11 @@ the files ``--resume`` reads: a folder this tool did not write for you is refuse
 parent run holding the table and figure; each trial is the prior stage's own run nested under it
 (params, per-epoch metrics, checkpoint reference).
 
+Selection is on the validation split only. ``--test`` then reports the result once on the test split: per
+M, the lr with the lowest mean validation loss, each seed's trial at its best validation epoch, scored per
+clip (mean and 95 % bootstrap interval), with the clips of held-out sites (``world.unseen_sites``) apart:
+``test.md`` / ``test.json`` in the sweep folder.
+
 Config overrides after the flags apply to every trial (e.g. ``train.epochs=20 prior.d_model=64``).
 """
 
@@ -328,6 +333,108 @@ def best_per_m(rows: list[dict[str, Any]]) -> dict[int, float]:
     return dict(sorted(out.items()))
 
 
+def selected_per_m(rows: list[dict[str, Any]]) -> dict[int, float]:
+    """Per M, the lr whose mean (over seeds) best validation loss is lowest: what the test split then scores."""
+    acc: dict[tuple[int, float], list[float]] = {}
+    for r in rows:
+        if math.isfinite(r.get("best_loss", float("nan"))):
+            acc.setdefault((r["M"], r["lr"]), []).append(r["best_loss"])
+    best: dict[int, tuple[float, float]] = {}
+    for (M, lr), v in acc.items():
+        m = sum(v) / len(v)
+        if M not in best or m < best[M][0]:
+            best[M] = (m, lr)
+    return {M: lr for M, (_, lr) in sorted(best.items())}
+
+
+def _mean_ci(values: list[float], reps: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95 % percentile bootstrap interval over clips."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(reps, x.size))
+    means = x[idx].mean(axis=1)
+    return float(x.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def score_selected(setup: dict[str, Any], rows: list[dict[str, Any]], split: str = "test") -> list[dict[str, Any]]:
+    """Fig. 5a reported once on ``split``: per M, the validation-selected lr's trials, each at its best
+    validation epoch (``<run>/best/model.safetensors``), scored per clip on ``split``.
+
+    Returns one row per (M, lr, seed) with the MR-STFT of modal + residual and of modal alone (mean and 95 %
+    bootstrap interval over clips), on all clips and, for a world with ``world.unseen_sites``, on the clips
+    of held-out sites (objects no training video struck) and the rest.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from physdiff.identity import shards_dir
+    from physdiff.stages import get_recipe
+
+    chosen = selected_per_m(rows)
+    out: list[dict[str, Any]] = []
+    held: dict[str, bool] | None = None
+    for r in rows:
+        if chosen.get(r["M"]) != r["lr"] or not r.get("run_dir"):
+            continue
+        best = Path(r["run_dir"]) / "best" / "model.safetensors"
+        if not best.is_file():
+            log.info(f"[sweep] {trial_name(r['M'], r['lr'], r['seed'])}: no validation-selected weights ({best}); not scored")
+            continue
+        cfg = trial_config(setup, r["M"], r["lr"], r["seed"])
+        recipe = get_recipe("prior")
+        recipe.setup(cfg, 0, 1)
+        model = recipe.build_model(cfg)
+        model.load_state_dict(load_file(str(best)))
+        model.eval()
+        torch.manual_seed(int(cfg.seed))  # the residual's noise draw: the same for every trial
+        losses = recipe.clip_losses(model, cfg, split)
+        if held is None:
+            held = _held_out_keys(shards_dir(cfg), cfg.audio.sample_rate)
+        row = {"M": r["M"], "lr": r["lr"], "seed": r["seed"], "best_epoch": r.get("best_epoch"),
+               "val_loss": r.get("best_loss"), "clips": len(losses)}
+        groups = {"all": list(losses)}
+        if held:
+            groups["unseen_sites"] = [k for k in losses if held.get(k)]
+            groups["seen_sites"] = [k for k in losses if not held.get(k)]
+        for g, keys in groups.items():
+            row[f"{g}_clips"] = len(keys)
+            for j, name in ((1, "full"), (0, "modal")):
+                m, lo, hi = _mean_ci([losses[k][j] for k in keys])
+                row[f"{g}_{name}"], row[f"{g}_{name}_lo"], row[f"{g}_{name}_hi"] = m, lo, hi
+        out.append(row)
+    return out
+
+
+def _held_out_keys(shards: Path, sample_rate: int) -> dict[str, bool]:
+    """{clip key: recorded at a held-out site} from the world the shards were built from ({} when unknown)."""
+    try:
+        source = Path(json.loads((shards / "summary.json").read_text())["source"])
+        from physdiff.world.truth import clip_truth
+
+        return {k: t.held_out_site for k, t in clip_truth(source, sample_rate).items()}
+    except (OSError, KeyError, ValueError, PhysdiffError) as e:
+        log.info(f"[sweep] no site truth for {shards} ({e}): the test split is scored as one group")
+        return {}
+
+
+def test_markdown(scored: list[dict[str, Any]], split: str = "test") -> str:
+    """The test-split table of :func:`score_selected` (mean [95 % interval] over clips)."""
+    if not scored:
+        return "(no trial had validation-selected weights to score)"
+    groups = [g for g in ("all", "seen_sites", "unseen_sites") if f"{g}_clips" in scored[0]]
+    head = "| M | lr (val-selected) | seed | best epoch | val MR-STFT | " + " | ".join(
+        f"{split} {g.replace('_', ' ')} ({scored[0][f'{g}_clips']} clips): modal + residual / modal" for g in groups) + " |"
+    lines = [head, "|" + "---|" * (5 + len(groups))]
+    for r in scored:
+        cells = [f"{r[f'{g}_full']:.3f} [{r[f'{g}_full_lo']:.3f}, {r[f'{g}_full_hi']:.3f}] / {r[f'{g}_modal']:.3f}"
+                 if r[f"{g}_clips"] else "n/a" for g in groups]
+        lines.append(f"| {r['M']} | {r['lr']:g} | {r['seed']} | {r['best_epoch']} | {r['val_loss']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_fig5a(rows: list[dict[str, Any]], path: Path, setup: dict[str, Any]) -> Path | None:
     """Loss vs M (symlog x so M = 0 shows), one line per lr, the best-lr envelope, modal-only dashed."""
     import matplotlib
@@ -414,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="", help="sweep name (folder <data>/sweeps/NAME); default: a hash of the study")
     p.add_argument("--resume", action="store_true", help="continue the interrupted sweep NAME (Tuner.restore)")
     p.add_argument("--seed", type=int, default=None, help="the first training seed of the study (seed)")
+    p.add_argument("--test", action="store_true",
+                   help="after the sweep, score each M's validation-selected lr (best epoch) once on the test split "
+                        "(test.md / test.json in the sweep folder; held-out sites separately)")
     from physdiff.cli.common import add_data_args, data_overrides
 
     add_data_args(p)
@@ -472,6 +582,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info(f"[sweep] best loss per M: " + ", ".join(f"M={m}: {v:.4f}" for m, v in out["best_per_m"].items())
               + f"; lowest at M={best_m}")  # fmt: skip
     log.info(f"[sweep] table {out['table']}; figure {out['figure']}")
+    if a.test and out["complete"]:
+        from physdiff.fileio import atomic_write_json, atomic_write_text
+
+        scored = score_selected(setup, out["rows"])
+        atomic_write_json(sweep_dir / "test.json", scored)
+        md = test_markdown(scored)
+        atomic_write_text(sweep_dir / "test.md", md + "\n")
+        print(md)
     if not out["complete"]:
         log.info(f"[sweep] interrupted; continue with: physdiff sweep residual-dims --resume --name {setup['name']}")
         return 130

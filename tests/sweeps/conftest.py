@@ -27,7 +27,7 @@ def sweep4(debug_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     data = tmp_path_factory.mktemp("sweep4") / "data"
     cmd = [sys.executable, "sweeps/residual_dims.py", "--preset", "tiny", "--dims", "0,25", "--lr", "1e-3,3e-3",
            "--max-concurrent", "2", "--num-cpus", "4", "--grace-period", "1", "--name", "s4",
-           f"train.shards={debug_shards}", "train.epochs=3"]
+           "--test", f"train.shards={debug_shards}", "train.epochs=3"]
     t0 = time.time()
     p = subprocess.run(cmd, cwd=REPO, env=clean_env(data), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"sweep failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"

@@ -57,6 +57,26 @@ def test_sweep_table_figure_and_concurrency(sweep4: dict) -> None:
         assert running <= 2, spans
 
 
+def test_test_split_scores_the_validation_selected_trial_once(sweep4: dict) -> None:
+    """--test: per M the lr with the lowest validation loss, at its best epoch, scored on every test clip."""
+    from physdiff.data.reader import load_manifest
+
+    rows = _rows(sweep4["dir"])
+    scored = json.loads((sweep4["dir"] / "test.json").read_text())
+    assert sorted(r["M"] for r in scored) == [0, 25]  # one lr per M (one seed)
+    for s in scored:
+        mine = {float(r["lr"]): float(r["best_loss"]) for r in rows if int(r["M"]) == s["M"] and r["best_loss"]}
+        assert s["lr"] == min(mine, key=mine.get)  # selected on validation, not on test
+        assert s["val_loss"] == pytest.approx(mine[s["lr"]])
+        assert s["all_clips"] == s["clips"] > 0
+        assert s["all_full_lo"] <= s["all_full"] <= s["all_full_hi"]
+        if s["M"] == 0:  # modal alone: both columns are the same resynthesis
+            assert s["all_full"] == pytest.approx(s["all_modal"], rel=1e-5)
+    shards = Path(json.loads((sweep4["dir"] / "sweep.json").read_text())["base_config"]["train"]["shards"])
+    assert scored[0]["clips"] == int(load_manifest(shards, "test")["num_samples"])
+    assert (sweep4["dir"] / "test.md").read_text().startswith("| M | lr (val-selected) |")
+
+
 def test_trials_are_nested_mlflow_runs(sweep4: dict) -> None:
     from mlflow.tracking import MlflowClient
 
