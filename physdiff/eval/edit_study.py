@@ -27,16 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion k / n (95 % by default); (nan, nan) when n = 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+from physdiff.listen.stats import wilson_interval  # the one implementation (the listening study's)
 
 
 def nearest_of_material(keys: Tensor, values: Tensor, materials: Tensor, query_nu: Tensor, material: int

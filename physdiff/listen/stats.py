@@ -38,7 +38,8 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # clamped to contain p: at k = n (or 0) rounding would leave the bound a hair inside it (0.9999999999999999)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def participant_bootstrap(counts: np.ndarray, totals: np.ndarray, n_boot: int = 2000, seed: int = 0,
