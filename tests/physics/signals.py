@@ -69,13 +69,15 @@ def world_clips(materials: tuple[str, ...], per_material: int, seed: int, sample
     dull click); ``("metal", "glass")`` tonal ones. Drawn with :mod:`physdiff.world.sound`, the world's own
     physics, so the estimators see the kinds of spectra the shards hold.
     """
+    from physdiff.world.objects import kinds_of
     from physdiff.world.sound import contact_transient, sample_object, strike_modes, synth_modes
 
     rng = np.random.default_rng(seed)
     out = []
     for material in materials:
         for _ in range(per_material):
-            obj = sample_object(material, rng)
+            kinds = kinds_of(material)  # the world's object kinds of that material (a cloth couch, a carpet floor...)
+            obj = sample_object(kinds[int(rng.integers(len(kinds)))], rng)
             velocity = float(rng.uniform(0.8, 3.0))
             f, p, lam = strike_modes(obj, velocity, rng)
             modal = synth_modes(f, p, lam, sample_rate)
