@@ -78,9 +78,9 @@ def test_slurm_preempted_twice_resumes_to_same_weights_and_one_mlflow_run(
     res = job.results()[0]
     assert res["status"] == "finished" and res["step"] == 18
 
-    logs = (Path(job.paths.folder) / f"{job.job_id}_0_log.out").read_text()
-    assert "restart=1" in logs and "restart=2" in logs, logs[-2000:]
     err = (Path(job.paths.folder) / f"{job.job_id}_0_log.err").read_text()
+    # the job logs through logging (physdiff.logs: stderr, the job's .err file); stdout holds the result line
+    assert "restart=1" in err and "restart=2" in err, err[-2000:]
     assert err.count("resumed from") == 2, err[-3000:]
 
     # Weights equal to the uninterrupted run (CPU, deterministic: tolerance 0, bitwise).
