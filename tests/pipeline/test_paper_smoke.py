@@ -56,7 +56,7 @@ def test_paper_preset_end_to_end(tmp_path: Path) -> None:
     seconds = time.time() - t0
     (tmp_path / "smoke.log").write_text(p.stdout + p.stderr)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
-    print(f"paper smoke test: {seconds:.0f} s; step times:\n" + "\n".join(l for l in p.stdout.splitlines() if l.startswith("[all]")))
+    print(f"paper smoke test: {seconds:.0f} s; step times:\n" + "\n".join(l for l in p.stderr.splitlines() if l.startswith("[all]")))
 
     cfg = resolve_config("paper", [f"paths.data_root={tmp_path}", *SMALL])
     runs = {s.name: s.output(cfg) for s in pipeline_steps(cfg)}

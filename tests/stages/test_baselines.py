@@ -47,7 +47,7 @@ def pipeline(debug_data: dict) -> dict:
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     cfg = _cfg(debug_data)
     runs = {s.name: s.output(cfg) for s in pipeline_steps(cfg)}
-    return {"stdout": p.stdout, "runs": runs, "cfg": cfg}
+    return {"stdout": p.stdout, "log": p.stderr, "runs": runs, "cfg": cfg}  # the step lines are logged (stderr)
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -60,7 +60,7 @@ def test_each_system_trains_through_the_launcher_and_its_loss_falls(pipeline: di
     run = pipeline["runs"][step]
     done = json.loads((run / "DONE.json").read_text())
     assert done["epoch"] == EPOCHS and done["step"] == EPOCHS * 2  # debug: train.batches_per_epoch=2
-    assert f"[all] {step}" in pipeline["stdout"]
+    assert f"[all] {step}" in pipeline["log"]
     losses = [r["train/loss"] for r in _metrics(run) if "train/loss" in r]
     assert len(losses) == EPOCHS * 2, losses  # train.log_every=1
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
