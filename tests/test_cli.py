@@ -71,11 +71,14 @@ def test_stage_all_dry_run_prints_the_slurm_chain_and_writes_nothing(tmp_path: P
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout
     steps = dict(re.findall(r"^## ([\w-]+): stage \w+ \(\w+\), after: ([^;]+);", out, re.M))
-    # every Table 1 diffusion row of tiny (video, ours) and the classifier (on its own world) are their own jobs
+    # every Table 1 diffusion row of tiny (video, ours), its comparison systems (tts; Table 3's Owens et al.; Fig. 5b's
+    # nu -> mu regressor) and the classifier (on its own world) are their own jobs
     assert set(steps) == {"world", "shards", "classifier-world", "classifier-shards", "prior", "video", "classifier",
-                          "diffusion-video", "diffusion-ours", "index-ours", "generate", "evaluate"}, steps
+                          "tts", "owens", "mu_regressor", "diffusion-video", "diffusion-ours", "index-ours", "generate",
+                          "evaluate"}, steps
     assert steps["diffusion-ours"] == "prior, video" and steps["diffusion-video"] == "video"
-    assert steps["classifier"] == "classifier-shards" and steps["evaluate"] == "classifier, video, prior, diffusion-video, index-ours"
+    assert steps["classifier"] == "classifier-shards" and steps["evaluate"] == ("classifier, video, prior, tts, owens, mu_regressor, "
+                                                                                  "diffusion-video, index-ours")
     assert out.count("#SBATCH --job-name=physdiff-") == len(steps)
     assert "#SBATCH --dependency=afterok:prior:video" in out and "#SBATCH --gpus-per-node=8" in out
     assert not data.exists(), sorted(str(p) for p in data.rglob("*"))  # a dry run writes nothing

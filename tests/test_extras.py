@@ -37,7 +37,8 @@ EXTRA_MODULES = (
     "tensorboardX",                                                               # sweeps: ray[tune]
     "flask", "flask_cors", "werkzeug", "itsdangerous", "blinker", "gunicorn", "graphene", "graphql",
     "graphql_relay", "greenlet", "docker", "huey", "pandas", "pyarrow", "sklearn", "skops", "joblib",
-    "threadpoolctl", "narwhals", "prettytable", "wcwidth", "six",                 # server: full mlflow
+    "threadpoolctl", "narwhals", "prettytable", "wcwidth",                        # server: full mlflow
+    # (not six: in a [dev] venv matplotlib gets python-dateutil 2.9, which pandas allows and which needs six)
     "faiss",                                                                      # faiss
     "playwright",                                                                 # dev
 )

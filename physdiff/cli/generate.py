@@ -91,14 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_override_tokens(args.overrides)
     check_sampling_flags(args)
-    video_fps(args.video)  # fail fast (one line naming the file) on a missing or unreadable video, before loading models
     settings = DetectorSettings()
     if args.onset_confidence is not None:
         settings = dataclasses.replace(settings, min_confidence=args.onset_confidence)
     if args.onset_direction is not None:
         settings = dataclasses.replace(settings, direction=args.onset_direction)
-    found = resolve_onsets(args.video, args.onsets, times=args.times, settings=settings)  # no strike: stop here
+    # explicit onsets are checked first (no video read); detection reads the video (unreadable / no strike: stop here)
+    found = resolve_onsets(args.video, args.onsets, times=args.times, settings=settings)
     onsets = found.times
+    video_fps(args.video)  # fail fast (one line naming the file) on a missing or unreadable video, before loading models
     if found.source == "detected":
         print(f"{len(onsets)} strikes found in {args.video}: " + ", ".join(
             f"{t:.3f} s ({c:.2f})" for t, c in zip(onsets, found.confidences)), flush=True)

@@ -48,8 +48,8 @@ from typing import Any
 
 from physdiff.config import Config, add_config_args, config_from_args, from_dict
 from physdiff.errors import PhysdiffError, run_cli
-from physdiff.sweeps import trust
-from physdiff.sweeps import tune as tc
+from physdiff.sweeps import tune as tc  # first: a missing Ray is the one-line 'sweeps' extra message
+from physdiff.sweeps import trust  # noqa: I001  (after tune: it subclasses a Ray Tune callback)
 
 log = logging.getLogger(__name__)
 

@@ -176,7 +176,7 @@ def _train_locked(cfg: Any, recipe: Recipe, acc: Any, rhash: str, run_dir: Path,
     latest, refused = None, None
     if is_main:
         try:
-            latest = ck.resume_point(ckpt_dir, log=lambda m: print(f"[{recipe.name}] {m}", file=sys.stderr))
+            latest = ck.resume_point(ckpt_dir, log=lambda m: log.warning(f"[{recipe.name}] {m}"))
         except ck.CheckpointError as e:
             refused = e
     chosen = broadcast_int(-2 if refused is not None else (latest.step if latest else -1), device)

@@ -46,7 +46,9 @@ def test_stage_all_submits_a_dependent_chain(slurm_cluster: dict, tmp_path: Path
     assert dependency("diffusion-video") == {jobs["video"]}
     assert dependency("index-ours") == {jobs["diffusion-ours"]}
     assert dependency("generate") == {jobs["index-ours"]}
-    assert dependency("evaluate") == {jobs["classifier"], jobs["video"], jobs["index-ours"], jobs["diffusion-video"]}
+    # Fig. 5b's modal + residual bar reads the prior's retrieved (w, gamma): evaluate waits for prior too
+    assert dependency("evaluate") == {jobs["classifier"], jobs["video"], jobs["prior"], jobs["index-ours"],
+                                      jobs["diffusion-video"]}
     runs = tmp_path / "runs"
     for name in ("prior", "video", "classifier", "diffusion-ours", "diffusion-video", "index-ours"):
         assert list(runs.glob(f"{name}-*/DONE.json")), f"{name} did not finish"

@@ -64,8 +64,9 @@ def test_one_line_error_and_nonzero_exit(results: dict, name: str) -> None:
 def test_default_build_counts_bad_media_as_skips(layout: dict[str, Path], tmp_path: Path) -> None:
     """Without --strict, bad media are skipped with the file and reason, and counts reconcile."""
     out = tmp_path / "shards"
+    # shards.val_fraction=0: every training video stays in train, so the counts below are the whole training side
     p = subprocess.run([sys.executable, "shards/build.py", "--source", str(layout["mixed"]), "--out", str(out),
-                        "--preset", "debug"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                        "--preset", "debug", "shards.val_fraction=0"], cwd=REPO, capture_output=True, text=True, timeout=300,
                        env=dict(__import__("os").environ, OMP_NUM_THREADS="1"))
     assert p.returncode == 0, p.stderr[-3000:]
     man = json.loads((out / "train" / "manifest.json").read_text())

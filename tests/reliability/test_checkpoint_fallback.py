@@ -8,6 +8,7 @@ checkpoint holding a pickled object is tampering, not damage: still refused (tes
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,8 @@ def _final(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("damage", ["truncated-state", "truncated-meta", "truncated-rng"])
-def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path, capfd, damage: str) -> None:
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path, caplog, damage: str) -> None:
+    caplog.set_level(logging.INFO)  # the engine logs (physdiff.logs): what a job's log file would hold
     ref = train(_cfg(tmp_path / "ref"), ToyRecipe())
     cfg = _cfg(tmp_path / "run")
     first = train(cfg, ToyRecipe(), stop_fn=_stop_after(9))  # checkpoints at 4, 6 (epoch end), 8, 9 (stop)
@@ -53,10 +55,10 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path, ca
     data = (newest / target).read_bytes()
     (newest / target).write_bytes(data[: len(data) // 2])
     assert (newest / ck.COMPLETE).is_file()  # still marked complete: only loading it shows the damage
-    capfd.readouterr()
+    caplog.clear()
 
     second = train(cfg, ToyRecipe())
-    err = capfd.readouterr().err
+    err = caplog.text
     assert second.status == "finished" and second.step == 18
     assert "step_00000009 is damaged" in err and "fell back to the previous complete checkpoint" in err, err
     assert "resumed from" in err and "step_00000008" in err, err
@@ -67,13 +69,14 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path, ca
         assert torch.equal(a[k], b[k]), k
 
 
-def test_every_checkpoint_damaged_starts_over_and_says_so(tmp_path: Path, capfd) -> None:
+def test_every_checkpoint_damaged_starts_over_and_says_so(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO)
     cfg = _cfg(tmp_path)
     first = train(cfg, ToyRecipe(), stop_fn=_stop_after(5))
     for c in ck.list_checkpoints(first.run_dir / "checkpoints"):
         (c.path / "state.pt").write_bytes(b"")
-    capfd.readouterr()
+    caplog.clear()
     second = train(cfg, ToyRecipe())
-    err = capfd.readouterr().err
+    err = caplog.text
     assert second.status == "finished" and second.step == 18
     assert "no complete checkpoint loads: training starts from the beginning" in err, err
