@@ -382,10 +382,20 @@ def run_task(task: Task, source: str, out: str, cfg_dict: dict[str, Any], strict
     """Process one group of videos and write its shards + part record. Importable for submitit / processes."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one task per core: parallelism comes from tasks, not intra-op threads
+    try:
+        return _run_task(task, source, out, cfg_dict, strict)
+    finally:
+        # inline (shards.workers <= 1) the task runs in the caller's process: the main job's later
+        # training stages must get their threads back (they ran on one core before this was restored)
+        torch.set_num_threads(threads)
+
+
+def _run_task(task: Task, source: str, out: str, cfg_dict: dict[str, Any], strict: bool) -> dict[str, Any]:
     from physdiff.config import Config
     from physdiff.configlib import from_dict
 
-    torch.set_num_threads(1)  # one task per core: parallelism comes from tasks, not intra-op threads
     cfg = from_dict(Config, cfg_dict)
     src, out_p = Path(source), Path(out)
     done = task_done(out_p, task)

@@ -216,3 +216,17 @@ def test_validation_split_is_carved_by_video_from_the_training_videos(tmp_path: 
 def _tar_keys(path: Path) -> list[str]:
     with tarfile.open(path) as t:
         return sorted({m.name.split(".", 1)[0] for m in t.getmembers()})
+
+
+def test_an_inline_build_gives_the_caller_its_threads_back(gh_source: Path, debug_cfg, tmp_path: Path) -> None:
+    """workers=1 builds in this process (the main job's shards step): each task runs on one thread, and the
+    caller's training stages afterwards get every thread back (they ran single-threaded when it did not)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        build_shards(gh_source, tmp_path / "shards", debug_cfg, workers=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
