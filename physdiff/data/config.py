@@ -28,7 +28,7 @@ class ShardsConfig:
     workers: int = nonsemantic(1)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "tiny": {"frame_size": 64, "samples_per_shard": 16},
+        "tiny": {"frame_size": 64, "samples_per_shard": 16, "workers": 2},  # 2 build processes (2 cores)
         "debug": {"frame_size": 32, "samples_per_shard": 8},
     }
 

@@ -53,7 +53,8 @@ class WorldConfig:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # ~310 train / ~80 test clips; 5 videos per site, so test videos strike objects training videos struck
-        "tiny": {"videos": 40, "hits_per_video": 12, "size": 64, "sites": 8, "objects_per_site": 5},
+        # workers=2: the README main job runs on 2 cores (a process each; the bytes do not depend on it)
+        "tiny": {"videos": 40, "hits_per_video": 12, "size": 64, "sites": 8, "objects_per_site": 5, "workers": 2},
         "debug": {"videos": 4, "hits_per_video": 4, "size": 32, "sites": 2, "objects_per_site": 4, "objects_per_video": 2},
     }
 
