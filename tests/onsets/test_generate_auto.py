@@ -48,7 +48,8 @@ def test_generate_auto_on_a_world_video_and_a_224_px_clip(synth, onset_world: Pa
         out = tmp_path / video.stem
         summary, resolved = _generate(synth, video, out)
         # one clip per detected onset, at the detected time, and the detections are the annotated strikes
-        assert [c["onset"] for c in summary["clips"]] == resolved.times
+        # (to the microsecond: a detection run in another process may sum its motion energy in another order)
+        assert [c["onset"] for c in summary["clips"]] == pytest.approx(resolved.times, abs=1e-6)
         assert all((out / c["wav"]).is_file() for c in summary["clips"])
         truth, fps = truth_events(physics)
         pairs = match(resolved.times, [e.time_s for e in truth], fps)
@@ -67,7 +68,7 @@ def test_generate_auto_on_a_world_video_and_a_224_px_clip(synth, onset_world: Pa
         assert 0.1 < gain <= 1.0 and np.abs(track - gain * expected).max() < 2e-3
         # generation.json records where the onsets came from, with the detector's confidence of each
         rec = summary["onsets"]
-        assert rec["source"] == "detected" and rec["times"] == [round(t, 6) for t in resolved.times]
+        assert rec["source"] == "detected" and rec["times"] == pytest.approx(resolved.times, abs=2e-6)  # rounded to 1 us
         assert [c["confidence"] for c in summary["clips"]] == rec["confidences"]
         assert len(rec["confidences"]) == len(rec["times"]) and all(0.5 <= c <= 1 for c in rec["confidences"])
         assert (out / "generation.json").is_file() and (out / summary["mp4"]).is_file()
