@@ -208,21 +208,27 @@ def _set_path(cfg: Any, key: str, raw: Any, root_cls: type) -> None:
             obj = getattr(obj, part)
 
 
+def parse_override_tokens(tokens: typing.Iterable[str]) -> list[tuple[str, str]]:
+    """``section.key=value`` tokens (a leading ``--`` allowed) as (dotted key, value text) pairs."""
+    items = []
+    for tok in tokens:
+        tok = tok.strip()
+        if tok.startswith("--"):
+            tok = tok[2:]
+        if "=" not in tok:
+            raise ConfigError(f"override '{tok}' is not of the form section.key=value")
+        k, v = tok.split("=", 1)
+        items.append((k.strip(), v))
+    return items
+
+
 def apply_overrides(cfg: Any, overrides: typing.Iterable[str] | dict[str, Any]) -> Any:
     """Apply ``key=value`` tokens (or a {dotted key: value} mapping) in place; returns cfg."""
     root_cls = type(cfg)
     if isinstance(overrides, dict):
         items = list(overrides.items())
     else:
-        items = []
-        for tok in overrides:
-            tok = tok.strip()
-            if tok.startswith("--"):
-                tok = tok[2:]
-            if "=" not in tok:
-                raise ConfigError(f"override '{tok}' is not of the form section.key=value")
-            k, v = tok.split("=", 1)
-            items.append((k.strip(), v))
+        items = parse_override_tokens(overrides)
     for k, v in items:
         _set_path(cfg, k, v, root_cls)
     _validate(cfg)

@@ -40,17 +40,11 @@ def check_override_tokens(tokens: list[str]) -> None:
     (e.g. a loaded run's), where cross-field rules are known.
     """
     from physdiff.config import Config
-    from physdiff.configlib import _set_path
+    from physdiff.configlib import _set_path, parse_override_tokens
 
     probe = Config()
-    for tok in tokens:
-        tok = tok.strip()
-        if tok.startswith("--"):
-            tok = tok[2:]
-        if "=" not in tok:
-            raise ConfigError(f"override '{tok}' is not of the form section.key=value")
-        k, v = tok.split("=", 1)
-        _set_path(probe, k.strip(), v, Config)
+    for k, v in parse_override_tokens(tokens):
+        _set_path(probe, k, v, Config)
 
 
 def add_data_args(p: argparse.ArgumentParser, tracking: bool = True) -> None:
