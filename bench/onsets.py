@@ -51,15 +51,19 @@ def explain(reports: dict, worlds: list[Path]) -> None:
     from physdiff.onsets.evaluate import match, truth_events
     from physdiff.world.config import WorldConfig
     from physdiff.world.render import Renderer, _tip_and_pivot, stick_pose
+    from physdiff.world.generate import video_ids
     from physdiff.world.scene import plan_video
+    from physdiff.world.sites import catalogue, site_of_video
 
     for (name, rep), world in zip(reports.items(), worlds):
         w = WorldConfig(**json.loads((world / "config.json").read_text())["world"])
-        ids = sorted(p.name for p in world.glob("*_denoised.mp4"))
+        ids = [f"{vid}_denoised.mp4" for vid in video_ids(w.videos, w.seed)]  # generation order: video i
+        sites = catalogue(w).sites
         total = near_cut = near_jump = either = 0
         for v in rep["videos"]:
             i = ids.index(v["video"])
-            plan = plan_video(w, np.random.default_rng([w.seed, i, 0]))
+            # the same draws as physdiff.world.generate.make_video: video i at its site, streams (seed, i, 0 / 2)
+            plan = plan_video(w, sites[site_of_video(w.seed, i, w.sites)], np.random.default_rng([w.seed, i, 0]))
             r = Renderer(plan, w.size, w.fps, np.random.default_rng([w.seed, i, 2]))
             n = r.num_frames
             shot = [plan.events[r.shot(k / r.fps)].obj for k in range(n)]
@@ -71,6 +75,9 @@ def explain(reports: dict, worlds: list[Path]) -> None:
                 tips.append(_tip_and_pivot(e, h, k / r.fps, w.size)[0] / w.size)
             jumps = [k for k in range(n - 1) if gov[k] != gov[k + 1] and np.linalg.norm(tips[k + 1] - tips[k]) > 0.05]
             truth, fps = truth_events(world / v["video"].replace("_denoised.mp4", "_physics.json"))
+            if [round(e.time, 6) for e in plan.events] != [round(e.time_s, 6) for e in truth]:
+                raise SystemExit(f"error: {v['video']}: its re-planned events differ from its _physics.json (the "
+                                 "world's code changed since it was generated): regenerate the world")
             det = [o["time_s"] for o in v["onsets"]]
             matched = dict(match(det, [e.time_s for e in truth], fps))
             for j, t in enumerate(det):

@@ -10,7 +10,7 @@ validation split and reported once on the test split (``--test``), held-out site
 its part of ``docs/results.md`` (between its markers): the command, the mean ± std over seeds, the paired differences per seed, and every
 seed's own report::
 
-    python bench/quality.py                                    # 3 seeds, writes docs/results.md (~90 min, 2 cores)
+    python bench/quality.py                                    # 3 seeds, writes docs/results.md (the target: <= 90 min on 2 cores; not yet met, docs/results.md)
     python bench/quality.py --seeds 0,1,2,3,4 --videos 80 --out /tmp/results.md
     python bench/quality.py --skip-sweep --full-seeds 0        # the seed comparison only
 

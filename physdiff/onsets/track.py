@@ -59,7 +59,7 @@ def decode_video(path: str | Path, max_side: int = 256) -> tuple[torch.Tensor, F
     """
     import av
 
-    from physdiff.data.media import _stream_fps
+    from physdiff.data.media import SWS_THREADS, _stream_fps
 
     path = Path(path)
     if not path.is_file():
@@ -77,7 +77,7 @@ def decode_video(path: str | Path, max_side: int = 256) -> tuple[torch.Tensor, F
             f = max(1, math.ceil(max(w, h) / max_side))  # integer factor: no resampling blur at native size
             ww, hh = max(2, w // f), max(2, h // f)
             for frame in c.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24", width=ww, height=hh))  # (hh, ww, 3) uint8
+                frames.append(frame.to_ndarray(format="rgb24", width=ww, height=hh, threads=SWS_THREADS))  # (hh, ww, 3) uint8
     except av.error.FFmpegError as e:
         raise DataError(f"unreadable video {path}: {e}") from e
     if not frames:

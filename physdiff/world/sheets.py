@@ -36,7 +36,8 @@ from physdiff.world.stats import calibration_table, format_table  # noqa: E402
 def decode_frames(path: Path) -> np.ndarray:
     """All frames of an mp4 as (N, H, W, 3) uint8."""
     with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+        # one swscale thread: physdiff.data.media.SWS_THREADS says why
+        return np.stack([f.to_ndarray(format="rgb24", threads=1) for f in c.decode(video=0)])
 
 
 def collect(world_dir: Path, per_material: int) -> tuple[dict[str, list], dict[str, list]]:

@@ -8,8 +8,9 @@ one epoch per stage, one validation batch, 2 DDIM steps, one held-out timestep, 
 Three videos, not two: one test video and two training videos, one of which becomes the validation split,
 so each stage's validation code also runs at the paper's sizes.
 
-It takes about 25 minutes on a loaded 2-core CPU (docs/deviations.md, "The paper smoke test"): it is marked
-``slow`` and runs only with ``PHYSDIFF_PAPER_SMOKE=1`` (``.ci/run`` does not set it), or on a GPU machine::
+It takes about 8 minutes on a 2-core CPU (493 s measured while two other jobs shared the cores; docs/results.md,
+"The paper smoke test"): it is marked ``slow`` and runs only with ``PHYSDIFF_PAPER_SMOKE=1`` (``.ci/run`` does
+not set it, to keep CI's budget), or on a GPU machine::
 
     PHYSDIFF_PAPER_SMOKE=1 python -m pytest tests/pipeline/test_paper_smoke.py -s
 """
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.environ.get("PHYSDIFF_PAPER_SMOKE") != "1",
-                       reason="the paper-size smoke test takes ~25 min on 2 CPU cores: set PHYSDIFF_PAPER_SMOKE=1"),
+                       reason="the paper-size smoke test takes ~8 min on 2 CPU cores: set PHYSDIFF_PAPER_SMOKE=1"),
 ]
 SMALL = [  # the amount of work, not the sizes
     "world.videos=3", "world.hits_per_video=5", "train.epochs=1", "train.batches_per_epoch=1", "loader.batch_size=2",
