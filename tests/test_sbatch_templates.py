@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from physdiff.launch.slurm import RENDEZVOUS_PORT_BASE, RENDEZVOUS_PORT_SPAN, rendezvous_port
 from tests.sweeps.world import build_debug_shards, clean_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,7 +284,7 @@ def test_train_sbatch_renders_one_torchrun_per_node_with_rendezvous_on_the_first
     assert srun[3:5] == ["-m", "torch.distributed.run"], srun
     assert "--nnodes=2" in srun and "--nproc_per_node=8" in srun, srun
     assert "--rdzv_backend=c10d" in srun and "--rdzv_id=4242" in srun, srun
-    assert f"--rdzv_endpoint=gpu07:{20000 + 4242 % 40000}" in srun, srun
+    assert f"--rdzv_endpoint=gpu07:{rendezvous_port(4242)}" in srun, srun  # the launcher's own rule
     i = srun.index("physdiff.launch.worker")
     assert srun[i - 1] == "-m" and srun[i + 1:] == ["--stage", "prior", "--preset", "paper", "train.epochs=20"], srun
     assert "2 node(s) x 8 GPU(s), rendezvous gpu07:24242" in out, out
@@ -370,3 +371,11 @@ def test_ray_sweep_sbatch_fails_fast_when_the_head_dies(tmp_path: Path, scontrol
     assert p.returncode == 1 and "the Ray head exited before serving 10.1.2.7:6379" in p.stderr, p.stdout + p.stderr
     assert time.time() - t0 < 30
     assert not [a for n, a in _calls(tmp_path / "calls.log") if n == "python" and a[0] != "-c"]  # no driver
+
+
+def test_rendezvous_ports_stay_below_the_ephemeral_range() -> None:
+    """A job's MASTER_PORT never lands where an outgoing connection on the node may hold it (32768-60999)."""
+    ports = [rendezvous_port(j) for j in (0, 1, 4242, 11999, 12000, 32767, 10**6 + 7)]
+    assert all(20000 <= p < 32768 for p in ports), ports
+    assert RENDEZVOUS_PORT_BASE + RENDEZVOUS_PORT_SPAN <= 32768
+    assert rendezvous_port(9) != rendezvous_port(10)  # two jobs of one pipeline on a shared node

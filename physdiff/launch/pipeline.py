@@ -158,6 +158,7 @@ def submit_slurm(args: Any, cfg: Any, submit_step: Any) -> tuple[dict[str, str],
     """Submit every step still to run as a SLURM job chained by ``afterok``; returns ({step: job id}, last launch)."""
     tracker, cfg = open_parent_run(cfg)
     jobs: dict[str, str] = {}
+    launches: list[Any] = []  # in submission order: each one's dependencies come before it
     last = None
     for step in pipeline_steps(cfg):
         if step.complete(cfg):
@@ -165,13 +166,17 @@ def submit_slurm(args: Any, cfg: Any, submit_step: Any) -> tuple[dict[str, str],
             continue
         after = [jobs[u] for u in step.after if u in jobs]
         last = submit_step(args, step.config(cfg), step.stage, step.name, after)
+        launches.append(last)
         jobs[step.name] = str(last.job.job_id)
         log.info(f"[all] {step.name}: job {last.job.job_id}" + (f" after {','.join(after)}" if after else ""))
     tracker.set_tags({"physdiff.slurm_jobs": ",".join(f"{k}={v}" for k, v in jobs.items())})
     log.info("[all] submitted: " + (", ".join(f"{k}={v}" for k, v in jobs.items()) or "nothing (all complete)"))
     if getattr(args, "wait", False) and last is not None:
+        # every job in order, not only the last: when one fails, SLURM cancels its dependents before they run,
+        # and without accounting submitit cannot tell a cancelled job from a pending one (it would wait forever)
         try:
-            last.job.result()
+            for launch in launches:
+                launch.job.result()
         except Exception:
             tracker.finish("FAILED")
             raise

@@ -44,6 +44,18 @@ log = logging.getLogger(__name__)
 SIGNAL_DELAY_S = 120  # USR2 two minutes before the limit: time to reach a step boundary and save
 
 
+# Rendezvous ports are drawn below Linux's ephemeral range (32768-60999 by default), where any outgoing
+# connection on the node may already hold the port: submitit's own default draws from 20000-60000, and two
+# jobs of one pipeline on a shared node failed with EADDRINUSE on such a port (the Python 3.12 suite).
+# slurm/train.sbatch uses the same rule, so every node of a job derives the same port from its id.
+RENDEZVOUS_PORT_BASE, RENDEZVOUS_PORT_SPAN = 20000, 12000
+
+
+def rendezvous_port(job_id: int) -> int:
+    """MASTER_PORT of SLURM job ``job_id``: 20000 + id mod 12000 (the same on every node of the job)."""
+    return RENDEZVOUS_PORT_BASE + int(job_id) % RENDEZVOUS_PORT_SPAN
+
+
 def dependency(after: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Job ids -> sbatch ``--dependency=afterok:1:2``; dependants of a failed job are cancelled, not left pending."""
     ids = [str(i).strip() for i in after if str(i).strip()]
@@ -155,6 +167,8 @@ class StageJob:
         from physdiff.stages import train_stage
 
         env = submitit.JobEnvironment()
+        if "MASTER_PORT" not in os.environ and os.environ.get("SLURM_JOB_ID", "").isdigit():
+            os.environ["MASTER_PORT"] = str(rendezvous_port(int(os.environ["SLURM_JOB_ID"])))  # see rendezvous_port
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=not self.cpu)
         if self.cpu:
             os.environ["PHYSDIFF_CPU"] = "1"
