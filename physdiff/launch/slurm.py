@@ -167,9 +167,11 @@ class StageJob:
         from physdiff.stages import train_stage
 
         env = submitit.JobEnvironment()
-        if "MASTER_PORT" not in os.environ and os.environ.get("SLURM_JOB_ID", "").isdigit():
-            os.environ["MASTER_PORT"] = str(rendezvous_port(int(os.environ["SLURM_JOB_ID"])))  # see rendezvous_port
+        own_port = "MASTER_PORT" in os.environ  # exported by the user: submitit keeps (or refuses) it
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=not self.cpu)
+        if not own_port and os.environ.get("SLURM_JOB_ID", "").isdigit():
+            # after export (it refuses a MASTER_PORT already set): ours instead of its random draw, see rendezvous_port
+            os.environ["MASTER_PORT"] = str(rendezvous_port(int(os.environ["SLURM_JOB_ID"])))
         if self.cpu:
             os.environ["PHYSDIFF_CPU"] = "1"
         # Our flag-only handlers replace submitit's; submitit's USR2 handler is kept for the hand-over.
