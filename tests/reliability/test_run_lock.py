@@ -107,20 +107,26 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, env=env1(), stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
 
 
+LONG = ("train.batches_per_epoch=40",)  # 3 epochs x 40 steps for the launch the others meet
+LONG_STEPS = 120
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_second_launch_refuses_or_waits_and_nothing_is_logged_twice(debug_data: dict, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     data = tmp_path / "data"
-    first = _start(_prior_cmd(debug_data["shards"], data), tmp_path / "first.log")
+    # long enough that the first still trains when the second has started up (36 steps did not always outlast
+    # the second launch's imports: on Python 3.12 it found the run finished instead of held)
+    first = _start(_prior_cmd(debug_data["shards"], data, *LONG), tmp_path / "first.log")
     runs = data / "runs"
     try:
         wait_for(lambda: runs.is_dir() and any(max_step(d) >= 2 for d in runs.glob("prior-*")), 300,
                  "the first launch to train 2 steps", poll=0.2)
         (run_dir,) = list(runs.glob("prior-*"))
         # A second identical launch that will not wait long: one line, exit 2, the run untouched.
-        refused = subprocess.run(_prior_cmd(debug_data["shards"], data, "train.lock_timeout=1"), cwd=REPO, env=env1(),
+        refused = subprocess.run(_prior_cmd(debug_data["shards"], data, *LONG, "train.lock_timeout=1"), cwd=REPO, env=env1(),
                                  capture_output=True, text=True, timeout=300)
         assert first.poll() is None, "the first launch ended before the second one was tried"
         assert refused.returncode == 2, refused.stderr[-3000:]
@@ -128,7 +134,7 @@ def test_second_launch_refuses_or_waits_and_nothing_is_logged_twice(debug_data: 
         assert last.startswith("error: run folder") and "is in use by pid" in last and str(first.pid) in last, last
         assert "Traceback" not in refused.stderr
         # A third one that waits: it starts now and ends after the first, having trained nothing.
-        waiter = _start(_prior_cmd(debug_data["shards"], data, "train.lock_timeout=400"), tmp_path / "waiter.log")
+        waiter = _start(_prior_cmd(debug_data["shards"], data, *LONG, "train.lock_timeout=400"), tmp_path / "waiter.log")
         assert first.wait(timeout=400) == 0, (tmp_path / "first.log").read_text()[-3000:]
         assert waiter.wait(timeout=400) == 0, (tmp_path / "waiter.log").read_text()[-3000:]
     finally:
@@ -140,14 +146,14 @@ def test_second_launch_refuses_or_waits_and_nothing_is_logged_twice(debug_data: 
     assert "finished prior-" in waited and "resumed from" not in waited, waited[-2000:]
 
     done = json.loads((run_dir / "DONE.json").read_text())
-    assert done["step"] == 36
+    assert done["step"] == LONG_STEPS
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows if "train/loss" in r]
-    assert steps == list(range(1, 37)), steps  # each step once: one process trained
+    assert steps == list(range(1, LONG_STEPS + 1)), steps  # each step once: one process trained
     c = MlflowClient(f"sqlite:///{data / 'mlflow.db'}")
     rid = json.loads((run_dir / "mlflow.json").read_text())[f"sqlite:///{data / 'mlflow.db'}"]
     hist = [m.step for m in c.get_metric_history(rid, "train/loss")]
-    assert sorted(hist) == list(range(1, 37)), hist
+    assert sorted(hist) == list(range(1, LONG_STEPS + 1)), hist
     assert c.get_run(rid).info.status == "FINISHED"
     assert len(c.search_runs([c.get_run(rid).info.experiment_id])) == 1  # no second MLflow run either
 
