@@ -159,29 +159,27 @@ def submit_slurm(args: Any, cfg: Any, submit_step: Any) -> tuple[dict[str, str],
     tracker, cfg = open_parent_run(cfg)
     jobs: dict[str, str] = {}
     launches: list[Any] = []  # in submission order: each one's dependencies come before it
-    last = None
     for step in pipeline_steps(cfg):
         if step.complete(cfg):
             log.info(f"[all] {step.name}: complete, nothing submitted")
             continue
         after = [jobs[u] for u in step.after if u in jobs]
-        last = submit_step(args, step.config(cfg), step.stage, step.name, after)
-        launches.append(last)
-        jobs[step.name] = str(last.job.job_id)
-        log.info(f"[all] {step.name}: job {last.job.job_id}" + (f" after {','.join(after)}" if after else ""))
+        launches.append(submit_step(args, step.config(cfg), step.stage, step.name, after))
+        jobs[step.name] = str(launches[-1].job.job_id)
+        log.info(f"[all] {step.name}: job {jobs[step.name]}" + (f" after {','.join(after)}" if after else ""))
     tracker.set_tags({"physdiff.slurm_jobs": ",".join(f"{k}={v}" for k, v in jobs.items())})
     log.info("[all] submitted: " + (", ".join(f"{k}={v}" for k, v in jobs.items()) or "nothing (all complete)"))
-    if getattr(args, "wait", False) and last is not None:
+    if getattr(args, "wait", False):
         # every job in order, not only the last: when one fails, SLURM cancels its dependents before they run,
         # and without accounting submitit cannot tell a cancelled job from a pending one (it would wait forever)
         try:
             for launch in launches:
                 launch.job.result()
-        except Exception:
+        except BaseException:  # a failed job (its error re-raised, naming it) or an interrupted wait
             tracker.finish("FAILED")
             raise
     tracker.finish("FINISHED")
-    return jobs, last
+    return jobs, (launches[-1] if launches else None)
 
 
 def print_chain(args: Any, cfg: Any, slurm: bool) -> list[Step]:

@@ -35,9 +35,10 @@ from physdiff.world.stats import calibration_table, format_table  # noqa: E402
 
 def decode_frames(path: Path) -> np.ndarray:
     """All frames of an mp4 as (N, H, W, 3) uint8."""
+    from physdiff.data.media import SWS_THREADS
+
     with av.open(str(path)) as c:
-        # one swscale thread: physdiff.data.media.SWS_THREADS says why
-        return np.stack([f.to_ndarray(format="rgb24", threads=1) for f in c.decode(video=0)])
+        return np.stack([f.to_ndarray(format="rgb24", threads=SWS_THREADS) for f in c.decode(video=0)])
 
 
 def collect(world_dir: Path, per_material: int) -> tuple[dict[str, list], dict[str, list]]:
