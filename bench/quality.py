@@ -141,8 +141,8 @@ def main() -> None:
     ap.add_argument("--world-seed", type=int, default=0, help="world.seed: the one world every seed trains on")
     ap.add_argument("--unseen-sites", type=float, default=0.125, help="world.unseen_sites (of tiny's 8 sites: 1)")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds (seed=s)")
-    ap.add_argument("--full-seeds", type=int, default=0,
-                    help="how many of the first seeds run every row of the paper (Table 1's seven systems, Table 3 at each DDIM step count)")
+    ap.add_argument("--full-seeds", type=int, default=0, help="how many of the first seeds run every row of the paper "
+                    "(Table 1's seven systems, Table 3 at each DDIM step count)")
     ap.add_argument("--video-epochs", type=int, default=20)
     ap.add_argument("--diffusion-epochs", type=int, default=20)
     ap.add_argument("--ddpm", action="store_true", help="add Table 3's ancestral DDPM over all T steps (slow on a CPU)")
