@@ -230,3 +230,16 @@ def test_an_inline_build_gives_the_caller_its_threads_back(gh_source: Path, debu
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_diffusion_only_setting_reuses_the_shards(gh_source: Path, gh_shards, debug_cfg) -> None:
+    """The shard folder's identity covers world / audio / physics / shards only: a new U-Net width is no new data."""
+    from physdiff.identity import shards_dir
+
+    out, first = gh_shards
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*.tar")}
+    wider = debug_cfg.copy({"diffusion.width": debug_cfg.diffusion.width * 2})
+    assert shards_dir(wider) == shards_dir(debug_cfg)
+    again = build_shards(gh_source, out, wider, workers=1)  # neither refused ("another config") nor rebuilt
+    assert again["tasks_reused"] == again["tasks"] == first["tasks"]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*.tar")} == stamps
